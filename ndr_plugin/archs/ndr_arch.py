@@ -1,0 +1,174 @@
+"""NDRNet: the restoration network of NDR-Restore.
+
+Yao et al., "Neural Degradation Representation Learning for All-In-One Image Restoration", IEEE TIP 2024
+(arXiv 2310.12848); official code github.com/mdyao/NDR-Restore (``RestorationNet`` in ``models/modules/NDR.py``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.ndr_modules import DegradationInjection, DegradationQuery, NeuralDegradationRepresentation
+from ndr_plugin.archs.restormer_blocks import Downsample, Upsample, transformer_stage
+
+NO_NDR_MESSAGE = 'NDRNet(use_ndr=False) has no degradation representation'
+
+
+@ARCH_REGISTRY.register()
+class NDRNet(nn.Module):
+    """Restormer-style 4-level encoder-decoder whose skip connections carry NDR degradation injection.
+
+    At encoder levels 1-3, a DegradationQuery turns the feature into a degradation map by querying the NDR atoms, and
+    a DegradationInjection modulates the feature with that map; the result replaces the skip connection (decoder
+    input: concat [skip, upsampled]). The three maps also drive :class:`NDRDegradationNet`.
+
+    Any input size works: the input is reflect-padded to a multiple of ``pad_multiple`` and the output cropped back.
+
+    Args:
+        in_channels (int): Input image channels. Default: 3.
+        out_channels (int): Output image channels. Default: 3.
+        dim (int): Channels at level 1; level i has dim * 2^(i-1). Default: 48.
+        num_blocks (Sequence[int]): Transformer blocks at levels 1-4 (the decoder mirrors levels 1-3).
+            Default: (4, 6, 6, 8).
+        num_refinement_blocks (int): Transformer blocks after the decoder. Default: 3.
+        heads (Sequence[int]): Attention heads at levels 1-4. Default: (1, 2, 4, 6).
+        ffn_expansion_factor (float): GDFN expansion. Default: 2.66.
+        bias (bool): Biases in the transformer blocks and resizing convs. Default: False.
+        use_ndr (bool): False gives the same backbone with plain skip connections (ablation). Default: True.
+        num_atoms (int): NDR atoms. Default: 32.
+        atom_dim (int): Length of each NDR atom. Default: 128.
+        degradation_dim (int): Channels of the degradation maps. Default: 64.
+        cp_rank (int): Rank of the low-rank CP gates. Default: 16.
+        legacy_residuals (bool): The four residual connections of the official code before commit 7c0bd21 (CP gate
+            x + x*T, injection f*x + g + x, query block out + feature, global output + input), for checkpoints
+            trained with that variant. Default: False.
+    """
+
+    pad_multiple = 8
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, dim: int = 48,
+                 num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 3,
+                 heads: Sequence[int] = (1, 2, 4, 6), ffn_expansion_factor: float = 2.66, bias: bool = False,
+                 use_ndr: bool = True, num_atoms: int = 32, atom_dim: int = 128, degradation_dim: int = 64,
+                 cp_rank: int = 16, legacy_residuals: bool = False) -> None:
+        super().__init__()
+        if len(num_blocks) != 4 or len(heads) != 4:
+            raise ValueError(f'NDRNet: num_blocks and heads need 4 values (levels 1-4), got {list(num_blocks)} '
+                             f'and {list(heads)}')
+        if legacy_residuals and in_channels != out_channels:
+            raise ValueError('NDRNet: legacy_residuals adds the input to the output, so it needs in_channels == '
+                             f'out_channels, got {in_channels} and {out_channels}')
+        if legacy_residuals and not use_ndr:
+            raise ValueError('NDRNet: legacy_residuals describes the NDR skip connections; it needs use_ndr=True')
+        self.in_channels = in_channels
+        self.use_ndr = use_ndr
+        self.legacy_residuals = legacy_residuals
+        dims = [dim, dim * 2, dim * 4, dim * 8]
+
+        def stage(channels: int, blocks: int, num_heads: int) -> nn.Sequential:
+            return transformer_stage(channels, blocks, num_heads, ffn_expansion_factor, bias)
+
+        self.embed = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1)
+        # Encoder
+        self.encoder1 = stage(dims[0], num_blocks[0], heads[0])
+        self.down1 = Downsample(dims[0])
+        self.encoder2 = stage(dims[1], num_blocks[1], heads[1])
+        self.down2 = Downsample(dims[1])
+        self.encoder3 = stage(dims[2], num_blocks[2], heads[2])
+        self.down3 = Downsample(dims[2])
+        self.latent = stage(dims[3], num_blocks[3], heads[3])
+        # Neural degradation representation, queried and injected at levels 1-3
+        if use_ndr:
+            self.ndr = NeuralDegradationRepresentation(num_atoms, atom_dim)
+            self.degradation_queries = nn.ModuleList(
+                DegradationQuery(c, degradation_dim, atom_dim) for c in dims[:3])
+            self.degradation_injections = nn.ModuleList(
+                DegradationInjection(c, degradation_dim, cp_rank, legacy_residuals) for c in dims[:3])
+        # Decoder: concat [skip, upsampled], 1x1 reduce, transformer blocks
+        self.up3 = Upsample(dims[3])
+        self.reduce3 = nn.Conv2d(dims[3], dims[2], kernel_size=1, bias=bias)
+        self.decoder3 = stage(dims[2], num_blocks[2], heads[2])
+        self.up2 = Upsample(dims[2])
+        self.reduce2 = nn.Conv2d(dims[2], dims[1], kernel_size=1, bias=bias)
+        self.decoder2 = stage(dims[1], num_blocks[1], heads[1])
+        self.up1 = Upsample(dims[1])
+        self.reduce1 = nn.Conv2d(dims[1], dims[1], kernel_size=1, bias=bias)  # level 1 stays at 2 * dim
+        self.decoder1 = stage(dims[1], num_blocks[0], heads[0])
+        # Refinement and output
+        self.refinement = stage(dims[1], num_refinement_blocks, heads[0])
+        self.output = nn.Conv2d(dims[1], out_channels, kernel_size=3, padding=1)
+
+    def _encode(self, padded: torch.Tensor) -> list[torch.Tensor]:
+        """Features of encoder levels 1-3."""
+        feature1 = self.encoder1(self.embed(padded))
+        feature2 = self.encoder2(self.down1(feature1))
+        feature3 = self.encoder3(self.down2(feature2))
+        return [feature1, feature2, feature3]
+
+    def _query(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        atoms = self.ndr.atoms
+        answers = [query(feature, atoms) for query, feature in zip(self.degradation_queries, features)]
+        return [answer[0] for answer in answers], [answer[1] for answer in answers]
+
+    def _require_ndr(self) -> None:
+        if not self.use_ndr:
+            raise ValueError(NO_NDR_MESSAGE)
+
+    def forward(self, x: torch.Tensor, return_degradation: bool = False, return_atom_weights: bool = False):
+        """Restores ``x`` (B, in_channels, H, W).
+
+        Returns the restored image (B, out_channels, H, W); with ``return_degradation`` also the three degradation
+        maps (B, degradation_dim, Hp / 2^i, Wp / 2^i) at the padded size Hp x Wp; with ``return_atom_weights`` as
+        well the atom weights (B, num_atoms, Hp / 2^i, Wp / 2^i), which sum to 1 over the atoms.
+        """
+        if return_degradation or return_atom_weights:
+            self._require_ndr()
+        check_image(x, self.in_channels, 'NDRNet')
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, self.pad_multiple)
+        features = self._encode(padded)
+        latent = self.latent(self.down3(features[2]))
+        if self.use_ndr:
+            maps, atom_weights = self._query(features)
+            skips = [inject(feature, degradation_map) for inject, feature, degradation_map
+                     in zip(self.degradation_injections, features, maps)]
+            if self.legacy_residuals:
+                skips = [skip + feature for skip, feature in zip(skips, features)]
+        else:
+            skips = features
+        decoded = self.decoder3(self.reduce3(torch.cat([skips[2], self.up3(latent)], dim=1)))
+        decoded = self.decoder2(self.reduce2(torch.cat([skips[1], self.up2(decoded)], dim=1)))
+        decoded = self.decoder1(self.reduce1(torch.cat([skips[0], self.up1(decoded)], dim=1)))
+        restored = self.output(self.refinement(decoded))
+        if self.legacy_residuals:
+            restored = restored + padded
+        restored = restored[..., :h, :w]
+        if return_atom_weights:
+            return restored, maps, atom_weights
+        if return_degradation:
+            return restored, maps
+        return restored
+
+    def query_degradation(self, x: torch.Tensor, detach_features: bool = False, return_atom_weights: bool = False):
+        """Degradation maps of ``x`` from encoder levels 1-3 and the queries only (no decoder).
+
+        With ``detach_features`` no gradient reaches the encoder, only the NDR and the query modules (the encoder then
+        runs without building a graph). Returns the maps, or (maps, atom_weights) with ``return_atom_weights``.
+        """
+        self._require_ndr()
+        check_image(x, self.in_channels, 'NDRNet')
+        padded = pad_to_multiple(x, self.pad_multiple)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_features):
+            features = self._encode(padded)
+        maps, atom_weights = self._query(features)
+        return (maps, atom_weights) if return_atom_weights else maps
+
+    def degradation_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the query path: the NDR atoms and the three degradation queries."""
+        self._require_ndr()
+        yield from self.ndr.parameters()
+        yield from self.degradation_queries.parameters()

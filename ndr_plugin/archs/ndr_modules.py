@@ -1,0 +1,122 @@
+"""The modules that make NDR-Restore: the neural degradation representation (NDR), the degradation query (DQ) and
+the degradation injection (DI) with its low-rank CP gate.
+
+Yao et al., "Neural Degradation Representation Learning for All-In-One Image Restoration", IEEE TIP 2024
+(arXiv 2310.12848); official code github.com/mdyao/NDR-Restore. Sizes the official code hard-codes (32 atoms of
+128 dimensions, 64-channel degradation maps, CP rank 16) are arguments here, with those values as defaults.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class NeuralDegradationRepresentation(nn.Module):
+    """The NDR: a learnable dictionary of degradation atoms, shared by every degradation query.
+
+    Args:
+        num_atoms (int): Number of atoms. Default: 32.
+        atom_dim (int): Length of each atom. Default: 128.
+    """
+
+    def __init__(self, num_atoms: int = 32, atom_dim: int = 128) -> None:
+        super().__init__()
+        self.atoms = nn.Parameter(torch.randn(num_atoms, atom_dim))
+
+    def forward(self) -> torch.Tensor:
+        return self.atoms
+
+
+class DegradationQuery(nn.Module):
+    """DQ: every pixel of an encoder feature queries the NDR atoms; the answer is a degradation map.
+
+    feature -> 3x3 conv to ``degradation_dim`` -> 1x1 conv to a per-pixel query of ``atom_dim`` values ->
+    softmax over atoms of temperature * (query . atom) -> weighted sum of the atoms -> two 1x1 projections.
+    The atoms serve as both keys and values; the logits are neither normalised nor scaled by 1/sqrt(d).
+
+    Args:
+        in_channels (int): Channels of the encoder feature.
+        degradation_dim (int): Channels of the degradation map. Default: 64.
+        atom_dim (int): Length of the NDR atoms. Default: 128.
+    """
+
+    def __init__(self, in_channels: int, degradation_dim: int = 64, atom_dim: int = 128) -> None:
+        super().__init__()
+        self.mapping = nn.Conv2d(in_channels, degradation_dim, kernel_size=3, padding=1, bias=False)
+        self.to_query = nn.Conv2d(degradation_dim, atom_dim, kernel_size=1)
+        self.temperature = nn.Parameter(torch.ones(1))
+        self.project_atoms = nn.Conv2d(atom_dim, degradation_dim, kernel_size=1)
+        self.project_out = nn.Conv2d(degradation_dim, degradation_dim, kernel_size=1)
+
+    def forward(self, feature: torch.Tensor, atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the degradation map (B, degradation_dim, H, W) and the atom weights (B, num_atoms, H, W)."""
+        b, _, h, w = feature.shape
+        query = self.to_query(self.mapping(feature)).flatten(2)  # (B, atom_dim, HW)
+        atom_weights = torch.softmax((atoms @ query) * self.temperature, dim=1)  # (B, num_atoms, HW)
+        represented = (atoms.t() @ atom_weights).view(b, -1, h, w)  # (B, atom_dim, H, W)
+        degradation_map = self.project_out(self.project_atoms(represented))
+        return degradation_map, atom_weights.view(b, -1, h, w)
+
+
+class LowRankCPGate(nn.Module):
+    """Multiplies a feature by a rank-R CP tensor: gate[c, y, x] = mean_r a_r[c] * b_r[y] * c_r[x].
+
+    The channel, height and width factors come from 1x1 convs (with sigmoids) on the feature averaged over the
+    other axes, so the gate lies in (0, 1) and adapts to each image.
+
+    Args:
+        channels (int): Channels of the feature.
+        rank (int): CP rank R. Default: 16.
+        residual (bool): Return x + x * gate (official code before commit 7c0bd21) instead of x * gate.
+    """
+
+    def __init__(self, channels: int, rank: int = 16, residual: bool = False) -> None:
+        super().__init__()
+        self.rank = rank
+        self.residual = residual
+        self.channel = nn.Conv2d(channels, rank * channels, kernel_size=1)
+        self.height = nn.Conv2d(channels, rank, kernel_size=1)
+        self.width = nn.Conv2d(channels, rank, kernel_size=1)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        channel = torch.sigmoid(self.channel(x.mean((2, 3), keepdim=True))).view(b, self.rank, c)
+        height = torch.sigmoid(self.height(x.mean(3, keepdim=True)))  # (B, R, H, 1)
+        width = torch.sigmoid(self.width(x.mean(2, keepdim=True)))  # (B, R, 1, W)
+        # Sum over the rank as one (C x R) @ (R x HW) product rather than materialising R full-size cubes.
+        spatial = (height * width).view(b, self.rank, h * w) / self.rank
+        return (channel.transpose(1, 2) @ spatial).view(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gated = x * self.gate(x)
+        return x + gated if self.residual else gated
+
+
+class DegradationInjection(nn.Module):
+    """DI: modulates a feature with a degradation map, out = f * CP(feature) + g.
+
+    f and g are per-pixel scale and shift maps computed from the CP-gated degradation map; the official code applies
+    one shared CP gate to the map for both (it calls the same module twice on the same input).
+
+    Args:
+        channels (int): Channels of the feature to modulate.
+        degradation_dim (int): Channels of the degradation map. Default: 64.
+        cp_rank (int): Rank of the CP gates. Default: 16.
+        legacy_residuals (bool): Residual connections of the official code before commit 7c0bd21: the CP gates
+            return x + x * gate and the output adds the input feature. Default: False.
+    """
+
+    def __init__(self, channels: int, degradation_dim: int = 64, cp_rank: int = 16,
+                 legacy_residuals: bool = False) -> None:
+        super().__init__()
+        self.legacy_residuals = legacy_residuals
+        self.feature_gate = LowRankCPGate(channels, cp_rank, residual=legacy_residuals)
+        self.map_conv = nn.Conv2d(degradation_dim, degradation_dim, kernel_size=1)
+        self.map_gate = LowRankCPGate(degradation_dim, cp_rank, residual=legacy_residuals)
+        self.scale = nn.Conv2d(degradation_dim, channels, kernel_size=1)
+        self.shift = nn.Conv2d(degradation_dim, channels, kernel_size=1)
+
+    def forward(self, feature: torch.Tensor, degradation_map: torch.Tensor) -> torch.Tensor:
+        modulation = self.map_gate(self.map_conv(degradation_map))
+        out = self.scale(modulation) * self.feature_gate(feature) + self.shift(modulation)
+        return out + feature if self.legacy_residuals else out

@@ -1,0 +1,144 @@
+"""Restormer building blocks shared by the NDR networks.
+
+After Restormer (Zamir et al., CVPR 2022, github.com/swz30/Restormer) as used by the official NDR-Restore code
+(github.com/mdyao/NDR-Restore): channel layer norm, multi-Dconv head transposed attention (MDTA), gated-Dconv
+feed-forward network (GDFN), the transformer block combining them, and pixel-(un)shuffle resizing.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalisation over the channels of every pixel of a (B, C, H, W) tensor.
+
+    Restormer's 'WithBias' variant: (x - mean) / sqrt(var + eps) * weight + bias, biased variance.
+
+    Args:
+        num_channels (int): Channel number C.
+        eps (float): Added to the variance. Default: 1e-5.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Channels-last view, so one fused kernel normalises the contiguous channel axis.
+        normed = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
+        return normed.permute(0, 3, 1, 2)
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv head transposed attention: attention across channels, linear in the number of pixels.
+
+    Args:
+        dim (int): Channel number.
+        num_heads (int): Number of heads; ``dim`` must be divisible by it.
+        bias (bool): Whether the convolutions have biases.
+    """
+
+    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'MDTA: dim={dim} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
+        q, k, v = qkv.unbind(1)
+        # Cosine similarity between channels: the L2 normalisation of q and k along the pixels is applied to the
+        # small (c x c) product instead of to the two (c x HW) operands.
+        q_norm = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)
+        k_norm = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
+        scale = self.temperature / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
+        return self.project_out((attn @ v).reshape(b, c, h, w))
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network: GELU(dwconv(a)) * dwconv(b) between two 1x1 projections.
+
+    Args:
+        dim (int): Channel number.
+        ffn_expansion_factor (float): Hidden channels are ``int(dim * ffn_expansion_factor)``.
+        bias (bool): Whether the convolutions have biases.
+    """
+
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * value)
+
+
+class TransformerBlock(nn.Module):
+    """Restormer transformer block: x + MDTA(LN(x)), then x + GDFN(LN(x)).
+
+    Args:
+        dim (int): Channel number.
+        num_heads (int): MDTA heads.
+        ffn_expansion_factor (float): GDFN expansion.
+        bias (bool): Whether the convolutions have biases.
+    """
+
+    def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(dim)
+        self.attn = MDTA(dim, num_heads, bias)
+        self.norm2 = LayerNorm2d(dim)
+        self.ffn = GDFN(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+def transformer_stage(dim: int, num_blocks: int, num_heads: int, ffn_expansion_factor: float,
+                      bias: bool) -> nn.Sequential:
+    """``num_blocks`` transformer blocks in sequence."""
+    return nn.Sequential(*[TransformerBlock(dim, num_heads, ffn_expansion_factor, bias) for _ in range(num_blocks)])
+
+
+class Downsample(nn.Module):
+    """Halves the resolution and doubles the channels: 3x3 conv to C/2, then pixel-unshuffle by 2.
+
+    Args:
+        num_channels (int): Input channel number C (even).
+    """
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(num_channels, num_channels // 2, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(self.conv(x), 2)
+
+
+class Upsample(nn.Module):
+    """Doubles the resolution and halves the channels: 3x3 conv to 2C, then pixel-shuffle by 2.
+
+    Args:
+        num_channels (int): Input channel number C.
+    """
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(num_channels, num_channels * 2, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)

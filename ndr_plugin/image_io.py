@@ -1,0 +1,98 @@
+"""Reading and writing photos for inference: any bit depth, grayscale or RGB(A), EXIF orientation applied.
+
+Arrays are HWC (HW for grayscale) in **RGB(A)** order and keep the file's dtype (uint8, uint16 or float32).
+OpenCV does the decoding (``IMREAD_UNCHANGED`` keeps 16 bits and alpha), but that flag ignores the EXIF orientation
+that phones write into JPEGs, so the orientation tag is read with Pillow (metadata only, no second decode) and applied
+here. Written files carry no EXIF: their pixels are already upright.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
+EXIF_ORIENTATION_TAG = 0x0112
+JPEG_QUALITY = 95
+
+
+class ImageReadError(ValueError):
+    """A file that is missing, not an image, or not decodable."""
+
+
+class ImageWriteError(OSError):
+    """An image that could not be encoded or written."""
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1-8) of an image file; 1 (upright) when absent or unreadable."""
+    try:
+        with Image.open(path) as img:
+            value = img.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turns stored pixels upright, as Pillow's ``ImageOps.exif_transpose`` does for EXIF tag values 1-8."""
+    if orientation in (5, 6, 7, 8):
+        img = np.swapaxes(img, 0, 1)  # transpose H and W; the flips below finish each rotation
+    flip_rows = orientation in (3, 4, 6, 7)
+    flip_cols = orientation in (2, 3, 7, 8)
+    if flip_rows:
+        img = img[::-1]
+    if flip_cols:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Reads an image as an RGB(A) / grayscale array in its own dtype, with the EXIF orientation applied.
+
+    Raises:
+        ImageReadError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # cv2.imread cannot open non-ASCII paths on Windows
+    except OSError as err:
+        raise ImageReadError(f'{path}: cannot read file ({err.strerror or err})') from None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ImageReadError(f'{path}: not a decodable image (corrupt, truncated, or an unsupported format)')
+    if img.dtype not in (np.uint8, np.uint16, np.float32):
+        raise ImageReadError(f'{path}: unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float32)')
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3:
+        code = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}.get(img.shape[2])
+        if code is None:
+            raise ImageReadError(f'{path}: {img.shape[2]} channels are not supported (expected 1, 3 or 4)')
+        img = cv2.cvtColor(img, code)
+    return apply_exif_orientation(img, exif_orientation(path))
+
+
+def write_image(path: str | Path, img: np.ndarray) -> None:
+    """Writes an RGB(A) / grayscale array; the format follows the extension (JPEG at quality 95).
+
+    Raises:
+        ImageWriteError: the format cannot hold this image (e.g. 16-bit JPEG) or the file cannot be written.
+    """
+    path = Path(path)
+    if img.ndim == 3:
+        code = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(img.shape[2])
+        if code is None:
+            raise ImageWriteError(f'{path}: cannot write an image with {img.shape[2]} channels')
+        img = cv2.cvtColor(np.ascontiguousarray(img), code)
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix.lower() in ('.jpg', '.jpeg') else []
+    try:
+        ok, encoded = cv2.imencode(path.suffix, img, params)
+    except cv2.error as err:
+        raise ImageWriteError(f'{path}: cannot encode a {img.dtype} image as {path.suffix} ({err.err})') from None
+    if not ok:
+        raise ImageWriteError(f'{path}: cannot encode a {img.dtype} image as {path.suffix}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded.tofile(path)

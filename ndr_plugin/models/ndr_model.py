@@ -1,0 +1,453 @@
+"""NDRModel: NDR-Restore's bidirectional training (restoration and degradation) on top of BasicSR's SRModel.
+
+Two networks: ``network_g`` (NDRNet, the restorer, the only one needed at test time) and ``network_deg``
+(NDRDegradationNet, which re-synthesises the degraded input from the clean image and NDRNet's degradation maps and so
+teaches the NDR what degradations look like). ``train.bidirectional.mode`` picks the optimisation:
+
+* ``alternate`` (the paper's description): restoration steps update NDRNet with the restoration loss; degradation steps
+  update NDRDegradationNet together with NDRNet's NDR and query path (``net_g.degradation_parameters()``) with the
+  degradation loss between ``net_deg(gt, maps(lq))`` and ``lq``, maps from ``query_degradation(lq,
+  detach_features=True)``, so the rest of NDRNet is untouched. The NDR/query parameters sit in both optimizers, each
+  with its own Adam moments: each objective's gradient scale is normalised on its own, as two interleaved Adam runs.
+* ``joint`` (the official code, ``models/NDR_model.py``): one step on ``w_deg * L_deg + L_rest`` with the maps not
+  detached, one gradient-norm clip over all parameters, both optimizers stepped. ``optim_deg`` then holds only the
+  NDRDegradationNet parameters, so with equal optimizer settings this is exactly the official single Adam.
+* ``off``: restoration only (ablation; also any network_g without degradation maps, e.g. a zoo baseline).
+
+Losses: ``train.pixel_opt`` (restoration) and ``train.degradation_opt`` are each one BasicSR loss dict or a list of
+them (summed), e.g. ``[{type: L1Loss}, {type: FrequencyLoss, loss_weight: 0.1}]``.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from os import path as osp
+from typing import Any
+
+import torch
+from basicsr.archs import build_network
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch import nn
+from tqdm import tqdm
+
+from ndr_plugin.compat import torch_load
+from ndr_plugin.metrics.evaluation import compute_metrics
+from ndr_plugin.tiling import tiled_forward
+from ndr_plugin.models.training_utils import (DEGRADATION, JOINT, MODES, PHASE_IDS, RESTORATION, Objective,
+                                              PhaseSchedule, any_rank_true, atom_usage_entropy, atomic_torch_save,
+                                              average_gradients, parameters_with_grad)
+
+OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
+BIDIRECTIONAL_KEYS = ('mode', 'restoration_iters', 'degradation_iters', 'joint_degradation_weight', 'grad_clip')
+AVERAGE_ROW = 'average'
+
+
+@MODEL_REGISTRY.register()
+class NDRModel(SRModel):
+    """NDR-Restore training and validation. Option keys: see the module docstring and ``options/`` examples."""
+
+    def __init__(self, opt: dict) -> None:
+        self._tile = _parse_tile(opt.get('val') or {})
+        super().__init__(opt)
+
+    # ------------------------------------------------------------------ setup
+    def init_training_settings(self) -> None:
+        # SRModel's version builds single-dict losses only; this one builds the second network and the objectives.
+        train_opt = self.opt['train']
+        self._parse_bidirectional(train_opt.get('bidirectional') or {})
+        self.max_nonfinite_steps = int(train_opt.get('max_nonfinite_steps', 5))
+        self.nonfinite_streak, self.nonfinite_total = 0, 0
+        self._last_log: OrderedDict[str, float] = OrderedDict()
+        self._degradation_l1: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+
+        self.net_g.train()
+        self._setup_ema(train_opt.get('ema_decay', 0))
+        bare_g = self.get_bare_model(self.net_g)
+        self._log_atoms = _has_degradation_maps(bare_g)
+        if self.mode == 'off':
+            if 'network_deg' in self.opt:
+                get_root_logger().warning('train.bidirectional.mode is off: network_deg is ignored (not trained).')
+        else:
+            if not self._log_atoms:
+                raise ValueError(f"train.bidirectional.mode: {self.mode} needs a network_g with degradation maps "
+                                 f"(NDRNet with use_ndr: true); {type(bare_g).__name__} has none. Use mode: off.")
+            if 'network_deg' not in self.opt:
+                raise ValueError(f'train.bidirectional.mode: {self.mode} needs a network_deg (NDRDegradationNet) '
+                                 'entry in the option file; add one or set mode: off.')
+            self.net_deg = self.model_to_device(build_network(self.opt['network_deg']))
+            self.print_network(self.net_deg)
+            self._load_pretrained(self.net_deg, 'deg')
+            self.net_deg.train()
+
+        if train_opt.get('perceptual_opt'):
+            raise ValueError('NDRModel does not read train.perceptual_opt: add the loss to the train.pixel_opt list.')
+        if not train_opt.get('pixel_opt'):
+            raise ValueError('train.pixel_opt (the restoration loss) is required.')
+        self.cri_rest = Objective('l_rest', train_opt['pixel_opt'], 'train.pixel_opt').to(self.device)
+        if self.mode != 'off':
+            if not train_opt.get('degradation_opt'):
+                raise ValueError(f'train.degradation_opt is required with train.bidirectional.mode: {self.mode}.')
+            self.cri_deg = Objective('l_deg', train_opt['degradation_opt'], 'train.degradation_opt').to(self.device)
+        if not train_opt.get('scheduler'):
+            raise ValueError('train.scheduler is required (e.g. {type: MultiStepLR, milestones: [...], gamma: 0.5}).')
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    def _parse_bidirectional(self, options: dict) -> None:
+        unknown = set(options) - set(BIDIRECTIONAL_KEYS)
+        if unknown:
+            raise ValueError(f'train.bidirectional: unknown keys {sorted(unknown)}; known: {list(BIDIRECTIONAL_KEYS)}')
+        self.mode = options.get('mode', 'alternate')
+        if self.mode not in MODES:
+            raise ValueError(f'train.bidirectional.mode must be one of {MODES}, got {self.mode!r}')
+        self.schedule = PhaseSchedule(options.get('restoration_iters', 1), options.get('degradation_iters', 1))
+        self.joint_degradation_weight = float(options.get('joint_degradation_weight', 1.0))
+        self.grad_clip = options.get('grad_clip', 10)
+        if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0):
+            raise ValueError(f'train.bidirectional.grad_clip must be a non-negative number or ~, got {self.grad_clip!r}')
+
+    def _setup_ema(self, decay: float) -> None:
+        self.ema_decay = decay
+        if decay <= 0:
+            return
+        get_root_logger().info(f'Use Exponential Moving Average with decay: {decay}')
+        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        if self.opt['path'].get('pretrain_network_g') is not None:
+            self.load_network(self.net_g_ema, self.opt['path']['pretrain_network_g'],
+                              self.opt['path'].get('strict_load_g', True), 'params_ema')
+        else:
+            self.model_ema(0)
+        self.net_g_ema.eval()
+
+    def _load_pretrained(self, net: nn.Module, label: str) -> None:
+        load_path = self.opt['path'].get(f'pretrain_network_{label}')
+        if load_path is not None:
+            self.load_network(net, load_path, self.opt['path'].get(f'strict_load_{label}', True),
+                              self.opt['path'].get(f'param_key_{label}', 'params'))
+
+    def get_optimizer(self, optim_type: str, params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
+        if optim_type not in OPTIMIZERS:
+            raise ValueError(f'Unsupported optimizer type {optim_type!r}; choose one of {list(OPTIMIZERS)}.')
+        return OPTIMIZERS[optim_type](params, lr, **kwargs)
+
+    def _build_optimizer(self, key: str, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        options = dict(self.opt['train'][key])
+        if 'type' not in options or 'lr' not in options:
+            raise ValueError(f"train.{key} needs 'type' and 'lr', got {options}")
+        optim_type = options.pop('type')
+        try:
+            return self.get_optimizer(optim_type, params, **options)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'train.{key}: {err}') from None
+
+    def setup_optimizers(self) -> None:
+        train_opt = self.opt['train']
+        if 'optim_g' not in train_opt:
+            raise ValueError('train.optim_g is required.')
+        self.optimizer_g = self._build_optimizer('optim_g', _trainable(self.net_g, 'network_g'))
+        self.optimizers.append(self.optimizer_g)
+        if self.mode == 'off':
+            return
+        if 'optim_deg' not in train_opt:
+            get_root_logger().info('train.optim_deg not given: NDRDegradationNet uses the settings of train.optim_g.')
+            train_opt['optim_deg'] = dict(train_opt['optim_g'])
+        deg_params = _trainable(self.net_deg, 'network_deg')
+        if self.mode == 'alternate':
+            deg_params += [p for p in self.get_bare_model(self.net_g).degradation_parameters() if p.requires_grad]
+        self.optimizer_deg = self._build_optimizer('optim_deg', deg_params)
+        self.optimizers.append(self.optimizer_deg)
+
+    # ------------------------------------------------------------------ training
+    def feed_data(self, data: dict) -> None:
+        super().feed_data(data)
+        self.degradation = data.get('degradation')
+
+    def current_phase(self) -> str:
+        if self.mode == 'joint':
+            return JOINT
+        return RESTORATION if self.mode == 'off' else self.schedule.current()
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        phase = self.current_phase()
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        step = {RESTORATION: self._restoration_step, DEGRADATION: self._degradation_step, JOINT: self._joint_step}
+        loss, log, optimizers, manual_sync = step[phase]()
+        # Backward runs even on a non-finite loss: every DDP rank must finish its gradient reduction in step.
+        loss.backward()
+        average_gradients(parameters_with_grad(manual_sync))
+        params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group['params']]
+        params = parameters_with_grad(dict.fromkeys(params))
+        grad_norm = self._clip_or_measure(params)
+        log['grad_norm'] = grad_norm.detach()
+        if any_rank_true(not (torch.isfinite(loss) and torch.isfinite(grad_norm)), self.device):
+            self._skip_update(current_iter, phase, loss)
+        else:
+            self.nonfinite_streak = 0
+            for optimizer in optimizers:
+                optimizer.step()
+            if self.ema_decay > 0:
+                self.model_ema(decay=self.ema_decay)
+        self.schedule.advance()
+        self._update_log(log, phase, current_iter)
+
+    def _restoration_step(self) -> tuple[torch.Tensor, dict, list, list]:
+        log = {}
+        if self._log_atoms:
+            self.output, _, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
+            log['atom_entropy'] = atom_usage_entropy(atom_weights)
+        else:
+            self.output = self.net_g(self.lq)
+        loss, rest_log = self.cri_rest(self.output, self.gt)
+        self._accumulate_degradation_l1()
+        return loss, {**rest_log, **log}, [self.optimizer_g], []
+
+    def _degradation_step(self) -> tuple[torch.Tensor, dict, list, list]:
+        self._check_same_size()
+        bare_g = self.get_bare_model(self.net_g)
+        # Only the NDR and the query path are reached (not through DDP's forward): their gradients are averaged
+        # across processes by hand, see average_gradients.
+        maps, atom_weights = bare_g.query_degradation(self.lq, detach_features=True, return_atom_weights=True)
+        lq_fake = self.net_deg(self.gt, maps)
+        loss, log = self.cri_deg(lq_fake, self.lq)
+        log['atom_entropy'] = atom_usage_entropy(atom_weights)
+        return loss, log, [self.optimizer_deg], list(bare_g.degradation_parameters())
+
+    def _joint_step(self) -> tuple[torch.Tensor, dict, list, list]:
+        self._check_same_size()
+        self.output, maps, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
+        lq_fake = self.net_deg(self.gt, maps)
+        l_rest, rest_log = self.cri_rest(self.output, self.gt)
+        l_deg, deg_log = self.cri_deg(lq_fake, self.lq)
+        self._accumulate_degradation_l1()
+        loss = self.joint_degradation_weight * l_deg + l_rest
+        log = {**rest_log, **deg_log, 'atom_entropy': atom_usage_entropy(atom_weights)}
+        return loss, log, [self.optimizer_g, self.optimizer_deg], []
+
+    def _check_same_size(self) -> None:
+        if self.lq.shape != self.gt.shape:
+            raise ValueError(f'The degradation objective compares net_deg(gt) with lq, so they must have the same '
+                             f'shape; got lq {tuple(self.lq.shape)} and gt {tuple(self.gt.shape)}. For '
+                             'super-resolution data, resize lq to the gt size (scale: 1) or use mode: off.')
+
+    def _clip_or_measure(self, params: list[nn.Parameter]) -> torch.Tensor:
+        if not params:
+            return torch.zeros((), device=self.device)
+        if self.grad_clip:
+            return torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+    def _skip_update(self, current_iter: int, phase: str, loss: torch.Tensor) -> None:
+        self.nonfinite_streak += 1
+        self.nonfinite_total += 1
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        what = 'loss' if not torch.isfinite(loss) else 'gradient norm'
+        get_root_logger().warning(
+            f'Iteration {current_iter} ({phase} phase): non-finite {what} on at least one process; update skipped '
+            f'({self.nonfinite_streak} in a row, limit train.max_nonfinite_steps = {self.max_nonfinite_steps}).')
+        if self.nonfinite_streak >= self.max_nonfinite_steps:
+            raise RuntimeError(
+                f'Stopping at iteration {current_iter} ({phase} phase): {self.nonfinite_streak} non-finite updates '
+                f'in a row (train.max_nonfinite_steps = {self.max_nonfinite_steps}). The weights are those of the '
+                'last good step. Check the data for NaN/Inf, lower the learning rate or set '
+                'train.bidirectional.grad_clip.')
+
+    def _accumulate_degradation_l1(self) -> None:
+        if not self.degradation:
+            return
+        with torch.no_grad():
+            per_sample = (self.output.detach() - self.gt).abs().flatten(1).mean(1).tolist()
+        for name, value in zip(self.degradation, per_sample):
+            self._degradation_l1[name][0] += value
+            self._degradation_l1[name][1] += 1
+
+    def _update_log(self, log: dict[str, torch.Tensor], phase: str, current_iter: int) -> None:
+        # Alternate mode computes one objective per step: keep the latest value of each so both stay in the log.
+        self._last_log.update(self.reduce_loss_dict(OrderedDict(log)))
+        self.log_dict = OrderedDict(self._last_log)
+        self.log_dict['phase'] = PHASE_IDS[phase]
+        self.log_dict['lr_g'] = self.optimizer_g.param_groups[0]['lr']
+        if self.mode != 'off':
+            self.log_dict['lr_deg'] = self.optimizer_deg.param_groups[0]['lr']
+        self.log_dict['nonfinite_skips'] = self.nonfinite_total
+        # Per-degradation restoration L1 (this process's samples), averaged since the previous log line.
+        for name, (total, count) in sorted(self._degradation_l1.items()):
+            self.log_dict[f'l1/{name}'] = total / count
+        if current_iter % self.opt.get('logger', {}).get('print_freq', 1) == 0:
+            self._degradation_l1.clear()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, epoch: int, current_iter: int) -> None:
+        if hasattr(self, 'net_deg'):
+            self.save_network(self.net_deg, 'net_deg', current_iter)
+        super().save(epoch, current_iter)  # net_g (+ EMA), then the training state
+
+    @master_only
+    def save_network(self, net: nn.Module | list, net_label: str, current_iter: int,
+                     param_key: str | list = 'params') -> None:
+        # Re-implemented only to write atomically (BasicSR writes in place and ignores failures after 3 retries).
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
+        checkpoint = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            checkpoint[key] = OrderedDict((k.removeprefix('module.'), v.cpu()) for k, v in state.items())
+        name = f'{net_label}_{"latest" if current_iter == -1 else current_iter}.pth'
+        atomic_torch_save(checkpoint, osp.join(self.opt['path']['models'], name))
+
+    @master_only
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
+        # Re-implemented to write atomically and to add the phase position and the non-finite counters.
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter,
+                 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers],
+                 'ndr': {'mode': self.mode, 'phase_step': self.schedule.step,
+                         'nonfinite_streak': self.nonfinite_streak, 'nonfinite_total': self.nonfinite_total}}
+        atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state: dict) -> None:
+        saved = resume_state.get('ndr', {})
+        if saved.get('mode', self.mode) != self.mode:
+            raise ValueError(f"The training state was saved with train.bidirectional.mode: {saved['mode']}, this run "
+                             f'uses {self.mode}; their optimizers hold different parameters. Resume with the same mode '
+                             'or start a new run from the weights (path.pretrain_network_g / _deg).')
+        if len(resume_state['optimizers']) != len(self.optimizers):
+            raise ValueError(f"The training state has {len(resume_state['optimizers'])} optimizers, this model "
+                             f'{len(self.optimizers)}: was it saved by a different model_type or network set?')
+        super().resume_training(resume_state)
+        self.schedule.step = saved.get('phase_step', resume_state['iter'])
+        self.nonfinite_streak = saved.get('nonfinite_streak', 0)
+        self.nonfinite_total = saved.get('nonfinite_total', 0)
+
+    def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
+                     param_key: str | None = 'params') -> None:
+        # BasicSR's semantics (params fallback, 'module.' prefix, strict), read with the safe loader.
+        logger = get_root_logger()
+        net = self.get_bare_model(net)
+        checkpoint = torch_load(load_path)
+        if param_key is not None:
+            if param_key not in checkpoint and 'params' in checkpoint:
+                logger.info(f'Loading: {param_key} does not exist in {load_path}, use params.')
+                param_key = 'params'
+            if param_key not in checkpoint:
+                raise KeyError(f'{load_path} has no {param_key!r} entry (it has {sorted(checkpoint)}); set '
+                               'path.param_key_<net> to one of them, or ~ for a bare state dict.')
+            checkpoint = checkpoint[param_key]
+        logger.info(f'Loading {type(net).__name__} model from {load_path}, with param key: [{param_key}].')
+        state = OrderedDict((k.removeprefix('module.'), v) for k, v in checkpoint.items())
+        self._print_different_keys_loading(net, state, strict)
+        net.load_state_dict(state, strict=strict)
+
+    # ------------------------------------------------------------------ testing and validation
+    def test(self) -> None:
+        # The bare network (never the DDP wrapper): validation runs on rank 0 alone.
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            if self._tile is None:
+                self.output = net(self.lq)
+            else:
+                self.output = tiled_forward(net, self.lq, *self._tile)
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
+        dataset_name = dataloader.dataset.opt['name']
+        metric_opts = self.opt['val'].get('metrics')
+        scores_by_degradation: dict[str | None, list[dict[str, float]]] = defaultdict(list)
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        for val_data in dataloader:
+            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
+            self.feed_data(val_data)
+            self.test()
+            if save_img:
+                imwrite(tensor2img([self.output.detach().cpu()]),
+                        self._visualization_path(dataset_name, img_name, current_iter))
+            if metric_opts:
+                if 'gt' not in val_data:
+                    raise ValueError(f'val.metrics is set but dataset {dataset_name!r} gives no gt images.')
+                degradation = self.degradation[0] if self.degradation else None
+                scores_by_degradation[degradation].append(compute_metrics(self.output, self.gt, metric_opts))
+                del self.gt
+            del self.lq, self.output
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar is not None:
+            pbar.close()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if not metric_opts:
+            return
+        if len(scores_by_degradation) > 1:
+            for degradation, scores in sorted(scores_by_degradation.items(), key=lambda kv: str(kv[0])):
+                self._report(f'{dataset_name}/{degradation}', _mean(scores), current_iter, tb_logger)
+        dataset_means = _mean([s for scores in scores_by_degradation.values() for s in scores])
+        self._report(dataset_name, dataset_means, current_iter, tb_logger)
+        self._report_round_average(dataset_means, current_iter, tb_logger)
+
+    def _visualization_path(self, dataset_name: str, img_name: str, current_iter: Any) -> str:
+        # BasicSR's layout: per image during training, per dataset (with val.suffix or the run name) when testing.
+        if self.opt['is_train']:
+            return osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{suffix}.png')
+
+    def _report(self, row: str, means: dict[str, float], current_iter: Any, tb_logger) -> None:
+        self._initialize_best_metric_results(row)
+        for metric, value in means.items():
+            self._update_best_metric_result(row, metric, value, current_iter)
+        self.metric_results = means
+        self._log_validation_metric_values(current_iter, row, tb_logger)
+
+    def _report_round_average(self, dataset_means: dict[str, float], current_iter: Any, tb_logger) -> None:
+        # BasicSR validates the loaders one after another with the same current_iter: once the last one of a round
+        # is in, log the mean over datasets (each counts once, as the AVERAGE column of the papers' tables).
+        phases = ('val',) if self.opt['is_train'] else ('val', 'test')
+        expected = len([k for k in self.opt['datasets'] if k.split('_')[0] in phases])
+        round_iter, rows = getattr(self, '_val_round', (None, []))
+        if round_iter != current_iter:
+            rows = []
+        rows.append(dataset_means)
+        self._val_round = (current_iter, rows)
+        if len(rows) == expected and expected > 1:
+            self._report(AVERAGE_ROW, _mean(rows), current_iter, tb_logger)
+            self._val_round = (None, [])
+
+
+def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:
+    params = []
+    for name, param in net.named_parameters():
+        if param.requires_grad:
+            params.append(param)
+        else:
+            get_root_logger().warning(f'{option_key}: parameter {name} will not be optimized.')
+    return params
+
+
+def _has_degradation_maps(net: nn.Module) -> bool:
+    return callable(getattr(net, 'query_degradation', None)) and bool(getattr(net, 'use_ndr', False))
+
+
+def _parse_tile(val_opt: dict) -> tuple[int, int] | None:
+    tile = val_opt.get('tile')
+    if tile is None:
+        return None
+    if not isinstance(tile, dict) or not isinstance(tile.get('tile_size'), int) or tile['tile_size'] < 1:
+        raise ValueError(f'val.tile must be {{tile_size: <positive int>, tile_overlap: <int>}}, got {tile!r}')
+    overlap = tile.get('tile_overlap', 32)
+    if not isinstance(overlap, int) or not 0 <= overlap < tile['tile_size']:
+        raise ValueError(f'val.tile.tile_overlap must be an integer in [0, tile_size), got {overlap!r}')
+    return tile['tile_size'], overlap
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {metric: math.fsum(row[metric] for row in rows) / len(rows) for metric in rows[0]}

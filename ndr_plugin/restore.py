@@ -1,0 +1,134 @@
+"""``ndr-restore`` / ``python -m ndr_plugin.restore``: restore a photo or a folder of photos.
+
+    ndr-restore -i photos/ -o restored/ --weights net_g_latest.pth --opt options/train_ndr_aio3.yml --recursive
+
+* Reads PNG, JPEG, TIFF, BMP and WebP; 8-bit, 16-bit (PNG/TIFF) and float TIFF; RGB, RGBA and grayscale. JPEG EXIF
+  orientation is applied, so the output is upright (and carries no EXIF).
+* Each output keeps the input's file name, extension, bit depth and channel layout (grayscale stays grayscale, alpha is
+  copied untouched); a folder's sub-folder structure is kept under OUTDIR. JPEG inputs are written as JPEG at
+  quality 95: choose a lossless input format if that matters.
+* Never overwrites an input: the run stops before restoring anything if an output path would be an input file.
+* Unreadable files are reported and skipped. Exit status: 0 when every image was restored, 1 when any failed (the
+  others are still written), 2 for a usage error (bad arguments, weights or option file).
+* ``--tile`` (default 512, 0 = whole image) bounds memory; tiles shrink automatically if memory still runs out.
+* ``--explain`` prints which NDR atoms each image used and the nearest reference degradation, and writes
+  ``<stem>.explain.json`` next to the output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_TILE = 512
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='ndr-restore', description='Restore images with an NDR-Restore network.')
+    parser.add_argument('-i', '--input', required=True, type=Path, help='an image file or a folder of images')
+    parser.add_argument('-o', '--output', required=True, type=Path, help='output folder (created if missing)')
+    parser.add_argument('--weights', required=True, type=Path,
+                        help='checkpoint: BasicSR net_g_*.pth (params_ema preferred) or an official NDR-Restore file')
+    parser.add_argument('--opt', type=Path, default=None,
+                        help="option file whose network_g describes the network (default: the checkpoint's own, "
+                             'else the paper-size NDRNet)')
+    parser.add_argument('--tile', type=int, default=DEFAULT_TILE,
+                        help=f'tile size in pixels, 0 for whole-image inference (default: {DEFAULT_TILE})')
+    parser.add_argument('--tile-overlap', type=int, default=32, help='overlap between tiles in pixels (default: 32)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
+                        help='default: cuda when available, else cpu')
+    parser.add_argument('--half', action='store_true', help='float16 on CUDA, bfloat16 on CPU')
+    parser.add_argument('--recursive', action='store_true', help='also restore images in sub-folders')
+    parser.add_argument('--explain', action='store_true',
+                        help='report the NDR atoms used and the nearest known degradation (<stem>.explain.json)')
+    return parser
+
+
+def list_inputs(input_path: Path, output_dir: Path, recursive: bool) -> tuple[list[Path], Path]:
+    """Image files to restore (sorted) and the folder their output paths are relative to."""
+    from ndr_plugin.image_io import IMAGE_EXTENSIONS
+    if input_path.is_file():
+        return [input_path], input_path.parent
+    if not input_path.is_dir():
+        raise ValueError(f'input {input_path} does not exist')
+    output_dir = output_dir.resolve()
+    candidates = input_path.rglob('*') if recursive else input_path.iterdir()
+    # Outputs of an earlier run inside the input folder must not become inputs.
+    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and output_dir not in p.resolve().parents)
+    if not files:
+        hint = '' if recursive else ' (use --recursive for sub-folders)'
+        raise ValueError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in {input_path}{hint}')
+    return files, input_path
+
+
+def plan_outputs(inputs: list[Path], root: Path, output_dir: Path) -> list[Path]:
+    """Output path of every input; refuses any output that is an input file."""
+    outputs = [output_dir / path.relative_to(root) for path in inputs]
+    resolved_inputs = {path.resolve() for path in inputs}
+    clashes = [str(path) for path in outputs if path.resolve() in resolved_inputs]
+    if clashes:
+        raise ValueError(f'refusing to overwrite input image(s) {", ".join(clashes[:3])}'
+                         f'{" ..." if len(clashes) > 3 else ""}: choose an output folder other than the input folder')
+    return outputs
+
+
+def restore_files(restorer, inputs: list[Path], outputs: list[Path], explain: bool) -> tuple[int, list[str], float]:
+    """Restores every file; returns (number restored, failure messages, megapixels restored)."""
+    from tqdm import tqdm
+
+    from ndr_plugin.explain import format_explanation
+    from ndr_plugin.image_io import ImageReadError, ImageWriteError, read_image, write_image
+    done, failures, megapixels = 0, [], 0.
+    for source, target in zip(tqdm(inputs, unit='image', desc='ndr-restore'), outputs):
+        try:
+            image = read_image(source)
+            write_image(target, restorer.restore(image))
+            if explain:
+                explanation = {'image': str(source), **restorer.explain(image)}
+                target.with_name(f'{target.stem}.explain.json').write_text(json.dumps(explanation, indent=2))
+                tqdm.write(format_explanation(source.name, explanation))
+        except Exception as err:  # noqa: BLE001  (one bad file must not stop the batch; reported below)
+            reason = str(err).removeprefix(f'{source}: ')
+            failures.append(f'{source}: {reason}' if isinstance(err, (ImageReadError, ImageWriteError))
+                            else f'{source}: {type(err).__name__}: {reason}')
+            continue
+        done += 1
+        megapixels += image.shape[0] * image.shape[1] / 1e6
+    return done, failures, megapixels
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.tile < 0 or args.tile_overlap < 0:
+        print('ndr-restore: error: --tile and --tile-overlap must be >= 0', file=sys.stderr)
+        return 2
+    try:
+        inputs, root = list_inputs(args.input, args.output, args.recursive)
+        outputs = plan_outputs(inputs, root, args.output)
+        import torch
+
+        from ndr_plugin.inference import Restorer
+        device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        restorer = Restorer(args.weights, opt=args.opt, device=device, tile=args.tile or None,
+                            tile_overlap=args.tile_overlap, half=args.half)
+    except Exception as err:  # noqa: BLE001  (bad arguments, weights or option file: a message, not a traceback)
+        print(f'ndr-restore: error: {type(err).__name__}: {err}', file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    done, failures, megapixels = restore_files(restorer, inputs, outputs, args.explain)
+    elapsed = time.perf_counter() - start
+    per_mp = f', {elapsed / megapixels:.2f} s per megapixel' if megapixels else ''
+    print(f'Restored {done} of {len(inputs)} image(s) into {args.output} in {elapsed:.1f} s{per_mp} '
+          f'({device}, tile {args.tile or "off"}).')
+    if failures:
+        print(f'{len(failures)} failed:')
+        for message in failures:
+            print(f'  {message}')
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

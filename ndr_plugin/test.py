@@ -1,0 +1,22 @@
+"""``python -m ndr_plugin.test -opt X.yml`` (also ``ndr-test``): BasicSR's test pipeline with our classes.
+
+Results go to ``results/<name>/`` under the current directory (``python -m basicsr.test`` writes into site-packages).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import ndr_plugin  # noqa: F401  (compat layer + registration before BasicSR is used)
+from ndr_plugin.cli_common import prepare_basicsr_argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    import basicsr.test
+    basicsr_argv = prepare_basicsr_argv('ndr-test', 'Test with BasicSR and ndr_plugin.', False, argv)
+    sys.argv = [sys.argv[0]] + basicsr_argv
+    basicsr.test.test_pipeline(os.getcwd())
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,352 @@
+"""NDRModel: the three bidirectional modes, the joint step against a hand-written Adam, resume, EMA, non-finite guard,
+validation per dataset with the average row, tiled validation, and a full train/auto-resume run of the entry point."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import ndr_plugin  # noqa: F401  (compat + registration before BasicSR)
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models import build_model
+from basicsr.utils import check_resume
+from ndr_plugin.compat import torch_load
+from ndr_plugin.models.training_utils import PhaseSchedule, atomic_torch_save
+from tiny_data import TINY_NDRNET, noisy_pairs, write_paired_lmdb
+
+TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 4,
+                        'attention_reduction': 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two shared cores: one intra-op thread is several times faster than two fighting for them.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def model_options(tmp_path: Path, mode: str = 'alternate', **train: object) -> dict:
+    """Options as BasicSR's parse_options leaves them (is_train, dist, paths), for building the model directly."""
+    (tmp_path / 'models').mkdir(exist_ok=True)
+    (tmp_path / 'training_states').mkdir(exist_ok=True)
+    opt = {
+        'name': 'unit', 'model_type': 'NDRModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'rank': 0,
+        'world_size': 1, 'scale': 1, 'datasets': {},
+        'network_g': dict(TINY_NDRNET), 'network_deg': dict(TINY_DEGRADATION_NET),
+        'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'training_states'),
+                 'visualization': str(tmp_path / 'visualization'), 'resume_state': None},
+        'train': {
+            'ema_decay': 0.5,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
+            'optim_deg': {'type': 'Adam', 'lr': 2e-3, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [2], 'gamma': 0.5},
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+            'degradation_opt': [{'type': 'L1Loss'}, {'type': 'FrequencyLoss', 'loss_weight': 0.1}],
+            'bidirectional': {'mode': mode},
+        },
+        'val': {'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
+                            'psnr_aio': {'type': 'calculate_psnr_aio', 'crop_multiple': 1}}},
+        'logger': {'print_freq': 1},
+    }
+    opt['train'].update(train)
+    return opt
+
+
+def noisy_batch(size: int = 24, seed: int = 0) -> dict:
+    pairs = noisy_pairs(2, size, 25, seed=seed)
+    gt = torch.from_numpy(np.stack([p[1][..., ::-1] for p in pairs]).copy()).permute(0, 3, 1, 2).float() / 255
+    lq = torch.from_numpy(np.stack([p[2][..., ::-1] for p in pairs]).copy()).permute(0, 3, 1, 2).float() / 255
+    return {'lq': lq, 'gt': gt, 'degradation': ['denoise_25', 'denoise_25']}
+
+
+def train_steps(model, batch: dict, first: int, last: int) -> None:
+    for it in range(first, last + 1):
+        model.update_learning_rate(it)
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+
+
+def snapshot(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def changed(before: dict, net: torch.nn.Module, prefix: str = '') -> set[str]:
+    return {k for k, v in net.state_dict().items() if k.startswith(prefix) and not torch.equal(v, before[k])}
+
+
+def test_alternate_phases_update_only_their_parameters(tmp_path):
+    model = build_model(model_options(tmp_path, 'alternate'))
+    g, deg, batch = model.net_g, model.net_deg, noisy_batch()
+    query_path = {n for n, p in g.named_parameters() if any(p is q for q in g.degradation_parameters())}
+    assert query_path and all(n.startswith(('ndr.', 'degradation_queries.')) for n in query_path)
+
+    g0, deg0 = snapshot(g), snapshot(deg)
+    train_steps(model, batch, 1, 1)  # restoration phase
+    assert model.log_dict['phase'] == 0 and math.isfinite(model.log_dict['l_rest'])
+    assert not changed(deg0, deg), 'the restoration phase must not touch NDRDegradationNet'
+    assert changed(g0, g, 'decoder1.') and changed(g0, g, 'ndr.')
+
+    g1, deg1 = snapshot(g), snapshot(deg)
+    train_steps(model, batch, 2, 2)  # degradation phase
+    log = model.log_dict
+    assert log['phase'] == 1 and math.isfinite(log['l_deg']) and math.isfinite(log['l_rest'])
+    assert {'l_deg_L1Loss', 'l_deg_FrequencyLoss', 'lr_g', 'lr_deg', 'atom_entropy', 'l1/denoise_25'} <= set(log)
+    assert 0 < log['atom_entropy'] <= 1 and log['lr_deg'] == 2e-3
+    assert changed(deg1, deg), 'the degradation phase must train NDRDegradationNet'
+    assert changed(g1, g) == query_path, 'the degradation phase must change exactly the NDR and the query path'
+    # Both optimizers hold the query path (each with its own Adam moments); optim_g holds all of NDRNet.
+    in_deg = {id(p) for group in model.optimizer_deg.param_groups for p in group['params']}
+    assert all(id(p) in in_deg for p in g.degradation_parameters())
+    assert len(model.optimizers) == len(model.schedulers) == 2
+
+
+def test_phase_schedule_counts_steps():
+    schedule = PhaseSchedule(2, 3)
+    phases = []
+    for _ in range(7):
+        phases.append(schedule.current()[0])
+        schedule.advance()
+    assert ''.join(phases) == 'rrdddrr'
+    with pytest.raises(ValueError, match='train.bidirectional.degradation_iters'):
+        PhaseSchedule(1, 0)
+
+
+def _hand_adam(params, grads, state, lr, betas, eps, step):
+    """One Adam step written out (Kingma & Ba, Algorithm 1), in float64."""
+    new = []
+    for p, g, s in zip(params, grads, state):
+        s['m'] = betas[0] * s['m'] + (1 - betas[0]) * g
+        s['v'] = betas[1] * s['v'] + (1 - betas[1]) * g * g
+        m_hat = s['m'] / (1 - betas[0] ** step)
+        v_hat = s['v'] / (1 - betas[1] ** step)
+        new.append(p - lr * m_hat / (v_hat.sqrt() + eps))
+    return new
+
+
+def test_joint_step_equals_one_adam_over_all_parameters(tmp_path):
+    optim = {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99], 'eps': 1e-8}
+    opt = model_options(tmp_path, 'joint', ema_decay=0, optim_g=dict(optim), optim_deg=dict(optim),
+                        degradation_opt={'type': 'L1Loss'},
+                        bidirectional={'mode': 'joint', 'joint_degradation_weight': 0.5, 'grad_clip': 0.05})
+    model = build_model(opt)
+    ref_g, ref_deg = copy.deepcopy(model.net_g), copy.deepcopy(model.net_deg)
+    params = list(ref_g.parameters()) + list(ref_deg.parameters())
+    values = [p.detach().double() for p in params]
+    state = [{'m': torch.zeros_like(v), 'v': torch.zeros_like(v)} for v in values]
+    batch = noisy_batch()
+    for step in (1, 2):
+        # The official step: both networks, maps not detached, one loss, one clip over everything, one Adam.
+        for p, v in zip(params, values):
+            p.data.copy_(v.float())
+            p.grad = None
+        restored, maps = ref_g(batch['lq'], return_degradation=True)
+        resynthesised = ref_deg(batch['gt'], maps)
+        loss = 0.5 * (resynthesised - batch['lq']).abs().mean() + (restored - batch['gt']).abs().mean()
+        loss.backward()
+        grads = [p.grad.double() for p in params]
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        grads = [g * min(1.0, 0.05 / (float(norm) + 1e-6)) for g in grads]
+        values = _hand_adam(values, grads, state, 1e-3, (0.9, 0.99), 1e-8, step)
+        assert float(norm) > 0.05, 'the clip must be active for the test to check it'
+
+        model.feed_data(batch)
+        model.optimize_parameters(step)
+        assert model.log_dict['phase'] == 2
+        assert model.log_dict['l_deg'] == pytest.approx(float((resynthesised - batch['lq']).abs().mean()), rel=1e-5)
+    got = list(model.net_g.parameters()) + list(model.net_deg.parameters())
+    for got_p, want in zip(got, values):
+        torch.testing.assert_close(got_p.detach().double(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_off_mode_trains_a_plain_backbone_and_bad_setups_are_named(tmp_path):
+    plain = dict(TINY_NDRNET, use_ndr=False)
+    opt = model_options(tmp_path, 'off')
+    opt['network_g'] = plain
+    del opt['network_deg']
+    model = build_model(opt)
+    g0 = snapshot(model.net_g)
+    train_steps(model, noisy_batch(), 1, 2)
+    assert math.isfinite(model.log_dict['l_rest']) and 'l_deg' not in model.log_dict and 'lr_deg' not in model.log_dict
+    assert changed(g0, model.net_g) and not hasattr(model, 'net_deg')
+
+    opt = model_options(tmp_path, 'alternate')
+    opt['network_g'] = plain
+    with pytest.raises(ValueError, match='needs a network_g with degradation maps'):
+        build_model(opt)
+    opt = model_options(tmp_path, 'joint')
+    del opt['network_deg']
+    with pytest.raises(ValueError, match='needs a network_deg'):
+        build_model(opt)
+    with pytest.raises(ValueError, match=r"train.bidirectional.mode must be one of"):
+        build_model(model_options(tmp_path, 'alternating'))
+
+
+def test_optimizer_types(tmp_path):
+    model = build_model(model_options(tmp_path, 'alternate', optim_g={'type': 'AdamW', 'lr': 1e-3,
+                                                                      'weight_decay': 1e-2},
+                                      optim_deg={'type': 'SGD', 'lr': 1e-2, 'momentum': 0.9}))
+    assert isinstance(model.optimizer_g, torch.optim.AdamW) and isinstance(model.optimizer_deg, torch.optim.SGD)
+    with pytest.raises(ValueError, match=r"train.optim_deg: Unsupported optimizer type 'Lion'"):
+        build_model(model_options(tmp_path, 'alternate', optim_deg={'type': 'Lion', 'lr': 1e-3}))
+    with pytest.raises(ValueError, match=r'train.optim_g: .*unexpected keyword'):
+        build_model(model_options(tmp_path, 'off', optim_g={'type': 'Adam', 'lr': 1e-3, 'beta': 0.9}))
+
+
+def test_resume_restores_iteration_phase_lr_optimizer_and_ema_exactly(tmp_path):
+    batch = noisy_batch()
+    opt = model_options(tmp_path, 'alternate')
+    model = build_model(copy.deepcopy(opt))
+    train_steps(model, batch, 1, 3)
+    model.save(epoch=0, current_iter=3)
+    assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['net_deg_3.pth', 'net_g_3.pth']
+    state = torch_load(str(tmp_path / 'training_states' / '3.state'))
+    assert state['iter'] == 3 and state['ndr']['phase_step'] == 3
+
+    resumed_opt = copy.deepcopy(opt)
+    resumed_opt['path']['resume_state'] = str(tmp_path / 'training_states' / '3.state')
+    check_resume(resumed_opt, state['iter'])  # BasicSR's own rewrite of pretrain_network_* paths
+    resumed = build_model(resumed_opt)
+    resumed.resume_training(state)
+    assert resumed.schedule.step == 3 and resumed.current_phase() == 'degradation'
+    assert [g['lr'] for o in resumed.optimizers for g in o.param_groups] == \
+        [g['lr'] for o in model.optimizers for g in o.param_groups] == [5e-4, 1e-3]
+    for name in ('net_g', 'net_g_ema', 'net_deg'):
+        for (k, a), b in zip(getattr(model, name).state_dict().items(), getattr(resumed, name).state_dict().values()):
+            assert torch.equal(a, b), f'{name}.{k} differs after resume'
+    for o_a, o_b in zip(model.optimizers, resumed.optimizers):
+        for s_a, s_b in zip(o_a.state_dict()['state'].values(), o_b.state_dict()['state'].values()):
+            assert all(torch.equal(s_a[k], s_b[k]) for k in s_a)
+
+    train_steps(model, batch, 4, 5)
+    train_steps(resumed, batch, 4, 5)
+    for name in ('net_g', 'net_g_ema', 'net_deg'):
+        for a, b in zip(getattr(model, name).state_dict().values(), getattr(resumed, name).state_dict().values()):
+            assert torch.equal(a, b), f'{name} diverged after resume'
+
+    other = model_options(tmp_path, 'joint')
+    other['path'] = resumed_opt['path']
+    with pytest.raises(ValueError, match='saved with train.bidirectional.mode: alternate'):
+        build_model(other).resume_training(state)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    target = tmp_path / 'net_g_7.pth'
+    atomic_torch_save({'params': {'w': torch.ones(3)}}, str(target))
+    good = target.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017  (lambdas cannot be pickled: the write fails midway)
+        atomic_torch_save({'params': {'w': torch.zeros(3)}, 'oops': lambda: None}, str(target))
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ['net_g_7.pth'], 'no temporary file may be left behind'
+
+
+def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, caplog):
+    model = build_model(model_options(tmp_path, 'alternate', max_nonfinite_steps=2))
+    batch = noisy_batch()
+    poisoned = dict(batch, lq=batch['lq'].clone())
+    poisoned['lq'][0, 0, 3, 3] = float('nan')
+    g0, deg0, ema0 = snapshot(model.net_g), snapshot(model.net_deg), snapshot(model.net_g_ema)
+    with caplog.at_level(logging.WARNING, logger='basicsr'):
+        train_steps(model, poisoned, 1, 1)
+    assert 'Iteration 1 (restoration phase): non-finite loss' in caplog.text
+    assert not changed(g0, model.net_g) and not changed(deg0, model.net_deg) and not changed(ema0, model.net_g_ema)
+    assert model.log_dict['nonfinite_skips'] == 1
+    train_steps(model, batch, 2, 2)  # a good step resets the streak
+    assert changed(deg0, model.net_deg) and model.nonfinite_streak == 0
+    train_steps(model, poisoned, 3, 3)
+    with pytest.raises(RuntimeError, match=r'Stopping at iteration 4 \(degradation phase\): 2 non-finite'):
+        train_steps(model, poisoned, 4, 4)
+
+
+def _val_loader(root: Path, name: str, seed: int, size: int):
+    gt, lq = write_paired_lmdb(root, name, noisy_pairs(2, size, 25, seed=seed))
+    dataset_opt = {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': gt, 'dataroot_lq': lq,
+                   'io_backend': {'type': 'lmdb'}, 'phase': 'val', 'scale': 1}
+    return build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False, sampler=None, seed=0)
+
+
+def test_validation_reports_each_dataset_the_average_and_runs_tiled(tmp_path, caplog):
+    loaders = [_val_loader(tmp_path, 'val_noise_a', 1, 36), _val_loader(tmp_path, 'val_noise_b', 2, 27)]
+    opt = model_options(tmp_path, 'alternate')
+    opt['datasets'] = {'train': {}, 'val': {}, 'val_2': {}}
+    model = build_model(opt)
+    with caplog.at_level(logging.INFO, logger='basicsr'):
+        for loader in loaders:
+            model.validation(loader, 10, None, save_img=True)
+    best = model.best_metric_results
+    assert set(best) == {'val_noise_a', 'val_noise_b', 'average'}
+    for metric in ('psnr', 'psnr_aio'):
+        mean = (best['val_noise_a'][metric]['val'] + best['val_noise_b'][metric]['val']) / 2
+        assert best['average'][metric]['val'] == pytest.approx(mean) and best['average'][metric]['iter'] == 10
+    assert 'Validation val_noise_a' in caplog.text and 'Validation average' in caplog.text
+    # BasicSR's training layout is visualization/<image>/<image>_<iter>.png (both sets use the keys noise_000x).
+    assert {p.name for p in (tmp_path / 'visualization').rglob('*.png')} == {'noise_0000_10.png', 'noise_0001_10.png'}
+    # Float-protocol metrics see unrounded images: they differ from BasicSR's uint8 PSNR.
+    assert best['val_noise_a']['psnr_aio']['val'] != pytest.approx(best['val_noise_a']['psnr']['val'], abs=1e-6)
+
+    whole = best['val_noise_a']['psnr']['val']
+    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8}
+    tiled = build_model(opt)
+    tiled.net_g_ema.load_state_dict(model.net_g_ema.state_dict())
+    tiled.validation(loaders[0], 10, None, save_img=False)
+    assert math.isfinite(tiled.best_metric_results['val_noise_a']['psnr']['val'])
+    assert tiled.best_metric_results['val_noise_a']['psnr']['val'] != whole
+    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 16}
+    with pytest.raises(ValueError, match='val.tile.tile_overlap'):
+        build_model(opt)
+
+
+def test_train_and_auto_resume_through_the_entry_point(tmp_path, subprocess_env):
+    train_gt, train_lq = write_paired_lmdb(tmp_path, 'train', noisy_pairs(4, 32, 25, seed=0))
+    val = {}
+    for i, (name, size) in enumerate((('val_a', 32), ('val_b', 24))):
+        gt, lq = write_paired_lmdb(tmp_path, name, noisy_pairs(1, size, 25, seed=i + 1))
+        val['val' if i == 0 else 'val_2'] = {'name': name, 'type': 'PairedImageDataset', 'dataroot_gt': gt,
+                                             'dataroot_lq': lq, 'io_backend': {'type': 'lmdb'}}
+    unit = model_options(tmp_path, 'alternate')
+    opt = {
+        'name': 'ndr_entry', 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
+        'datasets': {'train': {'name': 'train', 'type': 'PairedImageDataset', 'dataroot_gt': train_gt,
+                               'dataroot_lq': train_lq, 'io_backend': {'type': 'lmdb'}, 'gt_size': 24,
+                               'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                               'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1}, **val},
+        'network_g': unit['network_g'], 'network_deg': unit['network_deg'],
+        'path': {'pretrain_network_g': None, 'pretrain_network_deg': None, 'resume_state': None},
+        'train': dict(unit['train'], total_iter=4, warmup_iter=-1),
+        'val': {'val_freq': 4, 'save_img': False, 'metrics': unit['val']['metrics']},
+        'logger': {'print_freq': 2, 'save_checkpoint_freq': 2, 'use_tb_logger': True, 'wandb': {'project': None}},
+    }
+    path = tmp_path / 'ndr_entry.yml'
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    cmd = [sys.executable, '-m', 'ndr_plugin.train', '-opt', str(path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / 'experiments' / 'ndr_entry'
+    log = next(exp.glob('train_*.log')).read_text()
+    for needle in ('l_rest:', 'l_deg:', 'lr_g:', 'lr_deg:', 'phase:', 'atom_entropy:', 'Validation val_a',
+                   'Validation val_b', 'Validation average'):
+        assert needle in log, f'{needle!r} missing from the training log'
+    models = {p.name for p in (exp / 'models').iterdir()}
+    assert {'net_g_4.pth', 'net_deg_4.pth', 'net_g_latest.pth', 'net_deg_latest.pth'} <= models
+    assert set(torch_load(str(exp / 'models' / 'net_g_4.pth'))) == {'params', 'params_ema'}
+    assert (tmp_path / 'tb_logger' / 'ndr_entry').is_dir()
+
+    opt['train']['total_iter'] = 6
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    proc = subprocess.run(cmd + ['--auto_resume'], cwd=tmp_path, env=subprocess_env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = sorted(exp.glob('train_*.log'))
+    resumed_log = logs[-1].read_text() if len(logs) > 1 else log
+    assert 'Resuming training from epoch: ' in resumed_log and 'iter: 4.' in resumed_log
+    assert (exp / 'models' / 'net_deg_6.pth').is_file() and (exp / 'training_states' / '6.state').is_file()
+    assert torch_load(str(exp / 'training_states' / '6.state'))['ndr']['phase_step'] == 6
