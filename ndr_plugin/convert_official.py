@@ -17,6 +17,7 @@ key with no counterpart, or a parameter of ours with no official source, is an e
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -228,10 +229,16 @@ def _convert_part(part: Mapping[str, torch.Tensor], rules: list[Rule], prefix: s
     return converted
 
 
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(net_cls: type, frozen_options: tuple) -> dict[str, torch.Size]:
+    with torch.device('meta'):  # no storage
+        return {k: v.shape for k, v in net_cls(**dict(frozen_options)).state_dict().items()}
+
+
 def _check_against(converted: Mapping[str, torch.Tensor], net_cls: type, options: dict) -> None:
-    """Key-for-key and shape-for-shape comparison with a (storage-free) network built from ``options``."""
-    with torch.device('meta'):
-        expected = {k: v.shape for k, v in net_cls(**options).state_dict().items()}
+    """Key-for-key and shape-for-shape comparison with the network that ``options`` build."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
+    expected = _expected_shapes(net_cls, frozen)
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     wrong = sorted(f'{k} {tuple(converted[k].shape)} != {tuple(expected[k])}' for k in set(expected) & set(converted)

@@ -16,6 +16,11 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
 EXIF_ORIENTATION_TAG = 0x0112
 JPEG_QUALITY = 95
+_EIGHT_BIT = (np.uint8, )
+_TIFF = (np.uint8, np.uint16, np.float32)
+# Pixel types each output format can hold (OpenCV would silently convert others to 8 bits).
+DTYPES_BY_EXTENSION = {'.png': (np.uint8, np.uint16), '.tif': _TIFF, '.tiff': _TIFF, '.jpg': _EIGHT_BIT,
+                       '.jpeg': _EIGHT_BIT, '.bmp': _EIGHT_BIT, '.webp': _EIGHT_BIT}
 
 
 class ImageReadError(ValueError):
@@ -40,8 +45,8 @@ def apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """Turns stored pixels upright, as Pillow's ``ImageOps.exif_transpose`` does for EXIF tag values 1-8."""
     if orientation in (5, 6, 7, 8):
         img = np.swapaxes(img, 0, 1)  # transpose H and W; the flips below finish each rotation
-    flip_rows = orientation in (3, 4, 6, 7)
-    flip_cols = orientation in (2, 3, 7, 8)
+    flip_rows = orientation in (3, 4, 7, 8)
+    flip_cols = orientation in (2, 3, 6, 7)
     if flip_rows:
         img = img[::-1]
     if flip_cols:
@@ -82,17 +87,24 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
         ImageWriteError: the format cannot hold this image (e.g. 16-bit JPEG) or the file cannot be written.
     """
     path = Path(path)
+    suffix = path.suffix.lower()
+    allowed = DTYPES_BY_EXTENSION.get(suffix)
+    if allowed is None:
+        raise ImageWriteError(f'{path}: unsupported output format {path.suffix!r} (use one of {IMAGE_EXTENSIONS})')
+    if img.dtype not in allowed:
+        raise ImageWriteError(f'{path}: {path.suffix} cannot hold {img.dtype} pixels (allowed: '
+                              f'{", ".join(str(np.dtype(d)) for d in allowed)}); use .png or .tif')
     if img.ndim == 3:
         code = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(img.shape[2])
         if code is None:
             raise ImageWriteError(f'{path}: cannot write an image with {img.shape[2]} channels')
         img = cv2.cvtColor(np.ascontiguousarray(img), code)
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix.lower() in ('.jpg', '.jpeg') else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in ('.jpg', '.jpeg') else []
     try:
         ok, encoded = cv2.imencode(path.suffix, img, params)
     except cv2.error as err:
-        raise ImageWriteError(f'{path}: cannot encode a {img.dtype} image as {path.suffix} ({err.err})') from None
+        raise ImageWriteError(f'{path}: cannot encode this image as {path.suffix} ({err.err})') from None
     if not ok:
-        raise ImageWriteError(f'{path}: cannot encode a {img.dtype} image as {path.suffix}')
+        raise ImageWriteError(f'{path}: cannot encode this image as {path.suffix}')
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded.tofile(path)

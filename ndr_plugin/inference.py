@@ -109,19 +109,20 @@ def _split_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, floa
         raise ValueError(f'Restorer.restore: expected an HxW, HxWx1, HxWx3 or HxWx4 array, got shape {image.shape}')
     if color.shape[2] == 1:
         color = np.repeat(color, 3, axis=2)
-    rgb = np.clip(color.astype(np.float32) / np.float32(scale), 0, 1)
-    return rgb, alpha, scale
+    rgb = color.astype(np.float32)  # a copy: the caller's array is never modified
+    rgb /= np.float32(scale)
+    return np.clip(rgb, 0, 1, out=rgb), alpha, scale
 
 
 def _join_image(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray, scale: float) -> np.ndarray:
-    """Inverse of :func:`_split_image`: back to ``like``'s dtype and channel layout."""
+    """Inverse of :func:`_split_image`: back to ``like``'s dtype and channel layout. Works in place on ``rgb``."""
     gray = like.ndim == 2 or like.shape[2] == 1
     color = rgb @ LUMA_WEIGHTS if gray else rgb
-    color = np.clip(color, 0, 1)
-    if scale == 1.:
-        color = color.astype(like.dtype)
-    else:
-        color = np.round(color * np.float32(scale)).astype(like.dtype)
+    np.clip(color, 0, 1, out=color)
+    if scale != 1.:
+        color *= np.float32(scale)
+        np.round(color, out=color)
+    color = np.ascontiguousarray(color.astype(like.dtype, copy=False))
     if like.ndim == 2:
         return color
     if gray:
@@ -172,7 +173,10 @@ class Restorer:
         """
         image = np.asarray(image)
         rgb, alpha, scale = _split_image(image)
-        restored = self.restore_tensor(self._to_tensor(rgb))[0].permute(1, 2, 0).cpu().numpy()
+        x = self._to_tensor(rgb)
+        del rgb  # large photos: keep only one full-size float copy alive at a time
+        restored = self.restore_tensor(x)[0].permute(1, 2, 0).cpu().numpy()
+        del x
         return _join_image(restored, alpha, image, scale)
 
     def explain(self, image: np.ndarray) -> dict[str, Any]:

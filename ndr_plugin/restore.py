@@ -54,10 +54,11 @@ def list_inputs(input_path: Path, output_dir: Path, recursive: bool) -> tuple[li
     if not input_path.is_dir():
         raise ValueError(f'input {input_path} does not exist')
     output_dir = output_dir.resolve()
+    # Outputs of an earlier run in a sub-folder of the input must not become inputs (OUTDIR == input is refused later).
+    nested_output = output_dir if output_dir != input_path.resolve() else None
     candidates = input_path.rglob('*') if recursive else input_path.iterdir()
-    # Outputs of an earlier run inside the input folder must not become inputs.
     files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and output_dir not in p.resolve().parents)
+                   and nested_output not in p.resolve().parents)
     if not files:
         hint = '' if recursive else ' (use --recursive for sub-folders)'
         raise ValueError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) found in {input_path}{hint}')

@@ -97,7 +97,7 @@ def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, tile_ov
                            * axis_window(left, tile_w, w, overlap, x.device)[None, :])
             output[..., top:top + tile_h, left:left + tile_w] += tile_out.float() * tile_weight
             weight[..., top:top + tile_h, left:left + tile_w] += tile_weight
-    return (output / weight).to(x.dtype)
+    return output.div_(weight).to(x.dtype)
 
 
 def tiled_forward(net: nn.Module, x: torch.Tensor, tile_size: int | None, tile_overlap: int = 32,

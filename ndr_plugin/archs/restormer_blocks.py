@@ -11,10 +11,16 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether the channels of a (B, C, H, W) tensor are its innermost (stride-1) axis."""
+    return x.stride(1) == 1
+
+
 class LayerNorm2d(nn.Module):
     """Layer normalisation over the channels of every pixel of a (B, C, H, W) tensor.
 
-    Restormer's 'WithBias' variant: (x - mean) / sqrt(var + eps) * weight + bias, biased variance.
+    Restormer's 'WithBias' variant: (x - mean) / sqrt(var + eps) * weight + bias, biased variance. Keeps the memory
+    layout of its input.
 
     Args:
         num_channels (int): Channel number C.
@@ -28,9 +34,17 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Channels-last view, so one fused kernel normalises the contiguous channel axis.
-        normed = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return normed.permute(0, 3, 1, 2)
+        if is_channels_last(x):  # the channels are contiguous: one fused kernel
+            return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias,
+                                self.eps).permute(0, 3, 1, 2)
+        # Channels-first: reductions over the channel axis are strided and slow, so take the per-pixel moments
+        # with (1 x C) @ (C x HW) products instead.
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)
+        averaging = flat.new_full((1, c), 1.0 / c)
+        centered = flat - averaging @ flat
+        normed = centered * torch.rsqrt(averaging @ centered.square() + self.eps)
+        return torch.addcmul(self.bias.view(c, 1), normed, self.weight.view(c, 1)).view(b, c, h, w)
 
 
 class MDTA(nn.Module):
@@ -54,15 +68,30 @@ class MDTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = qkv.unbind(1)
+        heads, head_dim = self.num_heads, c // self.num_heads
+        qkv = self.qkv_dwconv(self.qkv(x))
+        channels_last = is_channels_last(qkv)
+        # (B, 3C, HW) view of either memory layout
+        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c).transpose(1, 2) if channels_last else \
+            qkv.reshape(b, 3 * c, h * w)
+        q, k, v = qkv.unflatten(1, (3, heads, head_dim)).unbind(1)
         # Cosine similarity between channels: the L2 normalisation of q and k along the pixels is applied to the
-        # small (c x c) product instead of to the two (c x HW) operands.
-        q_norm = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)
-        k_norm = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
+        # small (head_dim x head_dim) product instead of to the two (head_dim x HW) operands.
+        q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
+        k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
         scale = self.temperature / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
-        return self.project_out((attn @ v).reshape(b, c, h, w))
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)  # (B, heads, head_dim, head_dim)
+        # project_out(attn @ v) as one product: fold the 1x1 projection into the block-diagonal attention matrix.
+        weight = self.project_out.weight.view(c, heads, head_dim)
+        mixing = torch.einsum('ohi,bhij->bohj', weight, attn).reshape(b, c, c)
+        values = v.reshape(b, c, h * w)
+        if channels_last:  # (HW x C) @ (C x C) keeps the pixels-by-channels layout
+            out = (values.transpose(1, 2) @ mixing.transpose(1, 2)).view(b, h, w, c).permute(0, 3, 1, 2)
+        else:
+            out = (mixing @ values).view(b, c, h, w)
+        if self.project_out.bias is not None:
+            out = out + self.project_out.bias.view(c, 1, 1)
+        return out
 
 
 class GDFN(nn.Module):

@@ -109,12 +109,26 @@ class LmdbSetWriter:
             existing = []
         if not self.staging.exists():
             if existing and len(existing) == len(outputs):
+                self._check_same_build(first)
                 self.already_complete = True
                 return
             if existing:
                 raise FileExistsError(f'refusing to overwrite existing output(s) {[str(p) for p in existing]}; '
                                       'delete them or pass overwrite')
         self._open()
+
+    def _check_same_build(self, target: Path) -> None:
+        manifest = target / MANIFEST_NAME
+        try:
+            previous = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            raise FileExistsError(f'{target} exists but has no readable {MANIFEST_NAME}; '
+                                  'delete it or pass overwrite') from None
+        differs = sorted(k for k in self.header if previous.get(k) != self.header[k])
+        if differs:
+            raise FileExistsError(f'{target} exists but was built with different {", ".join(differs)} '
+                                  f'(now {[self.header[k] for k in differs]}, then {[previous.get(k) for k in differs]})'
+                                  '; delete it or pass overwrite')
 
     # --- setup and resume -------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -126,7 +140,7 @@ class LmdbSetWriter:
             return
         self.staging.mkdir(parents=True, exist_ok=True)
         for role in self.targets:
-            self._envs[role] = lmdb.open(str(self.staging / f'{role}.lmdb'), map_size=self.map_size)
+            self._envs[role] = self._open_env(role)
             if role in self.png_dirs:
                 (self.staging / f'{role}.png').mkdir(exist_ok=True)
         if resumed:
@@ -144,6 +158,9 @@ class LmdbSetWriter:
                 f.write(json.dumps(entry, sort_keys=True) + '\n')
         os.replace(tmp, self.journal_path)
         self._txns = {role: env.begin(write=True) for role, env in self._envs.items()}
+
+    def _open_env(self, role: str) -> lmdb.Environment:
+        return lmdb.open(str(self.staging / f'{role}.lmdb'), map_size=self.map_size)
 
     def _read_journal(self) -> list[dict[str, Any]] | None:
         """Committed entries of a previous run with the same header, or None when it cannot be resumed."""
@@ -215,6 +232,10 @@ class LmdbSetWriter:
             os.fsync(f.fileno())
         for role in self.targets:
             self._txns[role].commit()
+            # LMDB reuses its page buffers within one environment, so unused page bytes depend on the history of
+            # the process; reopening after every commit makes them the same for a fresh and a resumed run.
+            self._envs[role].close()
+            self._envs[role] = self._open_env(role)
             self._txns[role] = self._envs[role].begin(write=True)
         self._pending = []
 

@@ -79,7 +79,8 @@ class SplitReport:
             parts.append(f'missing {len(self.missing)}: {", ".join(self.missing[:limit])}{more}')
         if self.not_in_split:
             parts.append(f'{len(self.not_in_split)} not in the standard list')
-        return '; '.join(parts) + ' (full lists in manifest.json)'
+        lists = ' (full lists in manifest.json)' if self.missing or self.not_in_split else ''
+        return '; '.join(parts) + lists
 
 
 def compare(task: str, names: Iterable[str]) -> SplitReport:

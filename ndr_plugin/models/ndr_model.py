@@ -19,7 +19,7 @@ them (summed), e.g. ``[{type: L1Loss}, {type: FrequencyLoss, loss_weight: 0.1}]`
 """
 from __future__ import annotations
 
-import math
+import warnings
 from collections import OrderedDict, defaultdict
 from os import path as osp
 from typing import Any
@@ -27,30 +27,38 @@ from typing import Any
 import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
-from tqdm import tqdm
 
 from ndr_plugin.compat import torch_load
-from ndr_plugin.metrics.evaluation import compute_metrics
-from ndr_plugin.tiling import tiled_forward
-from ndr_plugin.models.training_utils import (DEGRADATION, JOINT, MODES, PHASE_IDS, RESTORATION, Objective,
-                                              PhaseSchedule, any_rank_true, atom_usage_entropy, atomic_torch_save,
-                                              average_gradients, parameters_with_grad)
+from ndr_plugin.models.training_utils import (
+    DEGRADATION,
+    JOINT,
+    MODES,
+    PHASE_IDS,
+    RESTORATION,
+    Objective,
+    PhaseSchedule,
+    any_rank_true,
+    atom_usage_entropy,
+    atomic_torch_save,
+    average_gradients,
+    parameters_with_grad,
+)
+from ndr_plugin.models.validation import MultiDatasetValidation, parse_tile
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
 BIDIRECTIONAL_KEYS = ('mode', 'restoration_iters', 'degradation_iters', 'joint_degradation_weight', 'grad_clip')
-AVERAGE_ROW = 'average'
 
 
 @MODEL_REGISTRY.register()
-class NDRModel(SRModel):
+class NDRModel(MultiDatasetValidation, SRModel):
     """NDR-Restore training and validation. Option keys: see the module docstring and ``options/`` examples."""
 
     def __init__(self, opt: dict) -> None:
-        self._tile = _parse_tile(opt.get('val') or {})
+        self.tile = parse_tile(opt.get('val') or {})
         super().__init__(opt)
 
     # ------------------------------------------------------------------ setup
@@ -107,7 +115,7 @@ class NDRModel(SRModel):
         self.joint_degradation_weight = float(options.get('joint_degradation_weight', 1.0))
         self.grad_clip = options.get('grad_clip', 10)
         if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0):
-            raise ValueError(f'train.bidirectional.grad_clip must be a non-negative number or ~, got {self.grad_clip!r}')
+            raise ValueError(f'train.bidirectional.grad_clip must be a number >= 0 or ~, got {self.grad_clip!r}')
 
     def _setup_ema(self, decay: float) -> None:
         self.ema_decay = decay
@@ -161,6 +169,13 @@ class NDRModel(SRModel):
         self.optimizers.append(self.optimizer_deg)
 
     # ------------------------------------------------------------------ training
+    def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
+        # In alternate mode an optimizer sits out the other phase's steps, so torch warns that its scheduler stepped
+        # before it did; the schedule is a function of the iteration and is right either way.
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=r'Detected call of `lr_scheduler\.step\(\)` before')
+            super().update_learning_rate(current_iter, warmup_iter)
+
     def feed_data(self, data: dict) -> None:
         super().feed_data(data)
         self.degradation = data.get('degradation')
@@ -346,82 +361,6 @@ class NDRModel(SRModel):
         self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)
 
-    # ------------------------------------------------------------------ testing and validation
-    def test(self) -> None:
-        # The bare network (never the DDP wrapper): validation runs on rank 0 alone.
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():
-            if self._tile is None:
-                self.output = net(self.lq)
-            else:
-                self.output = tiled_forward(net, self.lq, *self._tile)
-        net.train(was_training)
-
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
-        dataset_name = dataloader.dataset.opt['name']
-        metric_opts = self.opt['val'].get('metrics')
-        scores_by_degradation: dict[str | None, list[dict[str, float]]] = defaultdict(list)
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-        for val_data in dataloader:
-            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
-            self.feed_data(val_data)
-            self.test()
-            if save_img:
-                imwrite(tensor2img([self.output.detach().cpu()]),
-                        self._visualization_path(dataset_name, img_name, current_iter))
-            if metric_opts:
-                if 'gt' not in val_data:
-                    raise ValueError(f'val.metrics is set but dataset {dataset_name!r} gives no gt images.')
-                degradation = self.degradation[0] if self.degradation else None
-                scores_by_degradation[degradation].append(compute_metrics(self.output, self.gt, metric_opts))
-                del self.gt
-            del self.lq, self.output
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_description(f'Test {img_name}')
-        if pbar is not None:
-            pbar.close()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if not metric_opts:
-            return
-        if len(scores_by_degradation) > 1:
-            for degradation, scores in sorted(scores_by_degradation.items(), key=lambda kv: str(kv[0])):
-                self._report(f'{dataset_name}/{degradation}', _mean(scores), current_iter, tb_logger)
-        dataset_means = _mean([s for scores in scores_by_degradation.values() for s in scores])
-        self._report(dataset_name, dataset_means, current_iter, tb_logger)
-        self._report_round_average(dataset_means, current_iter, tb_logger)
-
-    def _visualization_path(self, dataset_name: str, img_name: str, current_iter: Any) -> str:
-        # BasicSR's layout: per image during training, per dataset (with val.suffix or the run name) when testing.
-        if self.opt['is_train']:
-            return osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}.png')
-        suffix = self.opt['val'].get('suffix') or self.opt['name']
-        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{suffix}.png')
-
-    def _report(self, row: str, means: dict[str, float], current_iter: Any, tb_logger) -> None:
-        self._initialize_best_metric_results(row)
-        for metric, value in means.items():
-            self._update_best_metric_result(row, metric, value, current_iter)
-        self.metric_results = means
-        self._log_validation_metric_values(current_iter, row, tb_logger)
-
-    def _report_round_average(self, dataset_means: dict[str, float], current_iter: Any, tb_logger) -> None:
-        # BasicSR validates the loaders one after another with the same current_iter: once the last one of a round
-        # is in, log the mean over datasets (each counts once, as the AVERAGE column of the papers' tables).
-        phases = ('val',) if self.opt['is_train'] else ('val', 'test')
-        expected = len([k for k in self.opt['datasets'] if k.split('_')[0] in phases])
-        round_iter, rows = getattr(self, '_val_round', (None, []))
-        if round_iter != current_iter:
-            rows = []
-        rows.append(dataset_means)
-        self._val_round = (current_iter, rows)
-        if len(rows) == expected and expected > 1:
-            self._report(AVERAGE_ROW, _mean(rows), current_iter, tb_logger)
-            self._val_round = (None, [])
-
 
 def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:
     params = []
@@ -435,19 +374,3 @@ def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:
 
 def _has_degradation_maps(net: nn.Module) -> bool:
     return callable(getattr(net, 'query_degradation', None)) and bool(getattr(net, 'use_ndr', False))
-
-
-def _parse_tile(val_opt: dict) -> tuple[int, int] | None:
-    tile = val_opt.get('tile')
-    if tile is None:
-        return None
-    if not isinstance(tile, dict) or not isinstance(tile.get('tile_size'), int) or tile['tile_size'] < 1:
-        raise ValueError(f'val.tile must be {{tile_size: <positive int>, tile_overlap: <int>}}, got {tile!r}')
-    overlap = tile.get('tile_overlap', 32)
-    if not isinstance(overlap, int) or not 0 <= overlap < tile['tile_size']:
-        raise ValueError(f'val.tile.tile_overlap must be an integer in [0, tile_size), got {overlap!r}')
-    return tile['tile_size'], overlap
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {metric: math.fsum(row[metric] for row in rows) / len(rows) for metric in rows[0]}

@@ -1,0 +1,241 @@
+"""Peak memory and time of tiled versus whole-image inference, and how much tiling changes the output.
+
+    python benchmarks/tiling.py            # tiny NDRNet at 1, 4 and 12 MP + one paper-size 512x512 tile
+    python benchmarks/tiling.py --quick    # 1 and 12 MP only
+    python benchmarks/tiling.py --weights net_g.pth --opt options/x.yml   # a trained model instead of random weights
+
+Every configuration runs in its own child process through the public API (``Restorer.restore`` on a uint8 RGB photo,
+as ``ndr-restore`` does), and its peak resident memory is the child's own ``ru_maxrss`` (``os.wait4``), so the numbers
+include Python, PyTorch, the weights, the image buffers and the network's activations. A "baseline" child loads the
+model without restoring anything.
+
+Random weights use ``legacy_residuals: true`` (output = input + network), so outputs look like photos and the 8-bit
+clipping does not hide differences. Tiled-vs-whole PSNR compares the two 8-bit outputs of the same model (peak 255).
+
+The paper-size NDRNet takes minutes per 512x512 tile on a 2-core CPU, so it is measured on one tile; its 12 MP peak is
+then *estimated* as that tile's peak plus the image buffers measured with the tiny model at 12 MP (tiled memory does not
+grow with the number of tiles). Writes ``benchmarks/results/tiling.json`` and ``tiling.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+SIZES = {1: (1152, 864), 4: (2304, 1728), 12: (4000, 3000)}  # megapixels -> (width, height), 4:3
+TINY = dict(type='NDRNet', dim=8, num_blocks=[1, 1, 1, 1], heads=[1, 1, 1, 1], num_refinement_blocks=1, num_atoms=8,
+            atom_dim=16, degradation_dim=8, cp_rank=4, legacy_residuals=True)
+PAPER = dict(type='NDRNet', legacy_residuals=True)
+
+
+def make_photo(width: int, height: int) -> np.ndarray:
+    """A deterministic natural-looking uint8 RGB image of any size (scikit-image's astronaut, mirrored and resized)."""
+    import cv2
+    from skimage import data
+    base = data.astronaut()
+    base = np.concatenate([base, base[:, ::-1]], axis=1)
+    return cv2.resize(base, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# child process
+# ----------------------------------------------------------------------------------------------------------------------
+def worker(args: argparse.Namespace) -> None:
+    import torch
+    torch.set_num_threads(args.threads)
+    from ndr_plugin.inference import Restorer
+    restorer = Restorer(args.weights, opt=args.opt, tile=args.tile or None, tile_overlap=args.overlap)
+    result = {'seconds': 0.}
+    if args.width:
+        photo = make_photo(args.width, args.height)
+        start = time.perf_counter()
+        restored = restorer.restore(photo)
+        result['seconds'] = time.perf_counter() - start
+        if args.save:
+            np.save(args.save, restored)
+    Path(args.result).write_text(json.dumps(result))
+
+
+def run_child(script_args: list[str], threads: int) -> dict:
+    """Runs this script as a worker; returns its result plus its own peak RSS (MiB)."""
+    with tempfile.TemporaryDirectory() as folder:
+        result_path, log_path = Path(folder) / 'result.json', Path(folder) / 'stderr.txt'
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        with open(log_path, 'w') as log:
+            child = subprocess.Popen([sys.executable, __file__, '--worker', '--result', str(result_path),
+                                      '--threads', str(threads), *script_args], stdout=log, stderr=log, env=env)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise RuntimeError(f'worker {script_args} failed ({child.returncode}):\n{log_path.read_text()[-3000:]}')
+        result = json.loads(result_path.read_text())
+    result['peak_rss_mib'] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def psnr_8bit(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255. ** 2 / mse)
+
+
+def seam_ratio(a: np.ndarray, b: np.ndarray, tile: int, overlap: int) -> float:
+    """Mean |tiled - whole| on the columns where tiles meet, over its mean elsewhere (1 = no seam signal)."""
+    from ndr_plugin.tiling import tile_starts
+    difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(0, 2))
+    starts = tile_starts(a.shape[1], min(tile, a.shape[1]), tile - min(overlap, tile // 2))[1:]
+    seams = sorted({s + offset for s in starts for offset in range(overlap)} & set(range(a.shape[1])))
+    rest = np.setdiff1d(np.arange(a.shape[1]), seams)
+    return float(difference[seams].mean() / max(difference[rest].mean(), 1e-12)) if seams else float('nan')
+
+
+def measure(args: argparse.Namespace) -> dict:
+    import torch
+
+    import ndr_plugin  # noqa: F401  (registration)
+    from basicsr.archs import build_network
+    sizes = [1, 12] if args.quick else [1, 4, 12]
+    whole_sizes = [s for s in sizes if s <= args.whole_max_mp]
+    records, comparisons = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoints = {}
+        if args.weights:
+            checkpoints['given'] = ['--weights', args.weights] + (['--opt', args.opt] if args.opt else [])
+        else:
+            for name, options in (('tiny', TINY), ('paper', PAPER)):
+                torch.manual_seed(0)
+                path = Path(folder) / f'{name}.pth'
+                net = build_network(dict(options))
+                torch.save({'params': net.state_dict(), 'network_options': options}, path)
+                checkpoints[name] = ['--weights', str(path)]
+        sweep_model = 'given' if args.weights else 'tiny'
+
+        def record(model: str, mode: str, megapixels: float, width: int, height: int, tile: int, save: str = ''):
+            extra = ['--width', str(width), '--height', str(height)] if width else []
+            extra += ['--save', save] if save else []
+            result = run_child(checkpoints[model] + ['--tile', str(tile), '--overlap', str(args.overlap)] + extra,
+                               args.threads)
+            row = {'model': model, 'mode': mode, 'megapixels': megapixels, 'size': f'{width}x{height}',
+                   'tile': tile or None, **result}
+            print(json.dumps(row), flush=True)
+            records.append(row)
+            return row
+
+        record(sweep_model, 'baseline', 0, 0, 0, 0)
+        record(sweep_model, 'one tile', args.tile ** 2 / 1e6, args.tile, args.tile, 0)
+        for megapixels in sizes:
+            width, height = SIZES[megapixels]
+            tiled_out = Path(folder) / f'tiled_{megapixels}.npy'
+            record(sweep_model, 'tiled', megapixels, width, height, args.tile, str(tiled_out))
+            if megapixels in whole_sizes:
+                whole_out = Path(folder) / f'whole_{megapixels}.npy'
+                record(sweep_model, 'whole', megapixels, width, height, 0, str(whole_out))
+                tiled, whole = np.load(tiled_out), np.load(whole_out)
+                comparisons.append({'model': sweep_model, 'megapixels': megapixels, 'tile': args.tile,
+                                    'overlap': args.overlap, 'psnr_db': psnr_8bit(tiled, whole),
+                                    'max_abs_diff_8bit': int(np.abs(tiled.astype(int) - whole).max()),
+                                    'seam_ratio': seam_ratio(tiled, whole, args.tile, args.overlap)})
+                print(json.dumps(comparisons[-1]), flush=True)
+                whole_out.unlink()
+            tiled_out.unlink()
+        if not args.weights and not args.skip_paper:
+            record('paper', 'baseline', 0, 0, 0, 0)
+            record('paper', 'one tile', args.tile ** 2 / 1e6, args.tile, args.tile, 0)
+    return {'records': records, 'comparisons': comparisons}
+
+
+def estimates(records: list[dict]) -> list[dict]:
+    """Paper-size tiled 12 MP, from its one-tile run plus the tiny model's 12 MP image buffers."""
+    def find(model, mode, megapixels=None):
+        return next((r for r in records if r['model'] == model and r['mode'] == mode
+                     and (megapixels is None or r['megapixels'] == megapixels)), None)
+    from ndr_plugin.tiling import tile_starts
+    paper_tile, tiny_tile = find('paper', 'one tile'), find('tiny', 'one tile')
+    out = []
+    for megapixels, (width, height) in SIZES.items():
+        tiny_tiled = find('tiny', 'tiled', megapixels)
+        if not (paper_tile and tiny_tile and tiny_tiled):
+            continue
+        tile = int(paper_tile['size'].split('x')[0])
+        stride = tile - min(32, tile // 2)
+        tiles = len(tile_starts(width, tile, stride)) * len(tile_starts(height, tile, stride))
+        out.append({'model': 'paper', 'megapixels': megapixels, 'tiles': tiles,
+                    'peak_rss_mib': paper_tile['peak_rss_mib'] + tiny_tiled['peak_rss_mib'] - tiny_tile['peak_rss_mib'],
+                    'seconds': tiles * paper_tile['seconds']})
+    return out
+
+
+def write_report(report: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / 'tiling.json').write_text(json.dumps(report, indent=2))
+    env = report['environment']
+    lines = ['# Tiled vs whole-image inference', '',
+             f'{env["cpu"]}, {env["cores"]} cores (load average {env["load_average_start_end"][0]} at the start, '
+             f'{env["load_average_start_end"][1]} at the end), {env["threads"]} thread(s) per run, '
+             f'torch {env["torch"]}, {env["date"]}. '
+             f'Tile {report["tile"]}, overlap {report["overlap"]}. Random weights unless a checkpoint is named; '
+             'peak = peak resident memory of the whole process (Python, PyTorch, weights, buffers, activations).', '',
+             '| model | mode | image | tile | time (s) | s / MP | peak RSS (MiB) |', '|---|---|---|---|---|---|---|']
+    for r in report['records']:
+        per_mp = f'{r["seconds"] / r["megapixels"]:.1f}' if r['megapixels'] else ''
+        lines.append(f'| {r["model"]} | {r["mode"]} | {r["size"]} | {r["tile"] or "-"} | {r["seconds"]:.1f} | '
+                     f'{per_mp} | {r["peak_rss_mib"]:.0f} |')
+    if report['comparisons']:
+        lines += ['', '## Tiled vs whole output (8-bit)', '',
+                  '| model | image (MP) | tile / overlap | PSNR (dB) | max abs diff | seam ratio |',
+                  '|---|---|---|---|---|---|']
+        for c in report['comparisons']:
+            lines.append(f'| {c["model"]} | {c["megapixels"]} | {c["tile"]} / {c["overlap"]} | {c["psnr_db"]:.2f} | '
+                         f'{c["max_abs_diff_8bit"]} | {c["seam_ratio"]:.2f} |')
+        lines += ['', 'Seam ratio: mean difference on the columns where tiles overlap over the mean elsewhere.']
+    if report['estimates']:
+        lines += ['', '## Paper-size NDRNet, estimated from one tile', '',
+                  '| image (MP) | tiles | est. time (s) | est. peak RSS (MiB) |', '|---|---|---|---|']
+        for e in report['estimates']:
+            lines.append(f'| {e["megapixels"]} | {e["tiles"]} | {e["seconds"]:.0f} | {e["peak_rss_mib"]:.0f} |')
+        lines += ['', 'Estimate = paper-size one-tile peak + (tiny 12 MP tiled peak - tiny one-tile peak); time = '
+                  'tiles x one-tile time.']
+    (RESULTS / 'tiling.md').write_text('\n'.join(lines) + '\n')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true', help='1 and 12 MP only')
+    parser.add_argument('--tile', type=int, default=512)
+    parser.add_argument('--overlap', type=int, default=32)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--whole-max-mp', type=float, default=4, help='largest image also run whole (default 4)')
+    parser.add_argument('--skip-paper', action='store_true', help='skip the paper-size one-tile measurement')
+    parser.add_argument('--weights', default='', help='a trained checkpoint instead of random weights')
+    parser.add_argument('--opt', default=None, help='option file of --weights')
+    parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--result', help=argparse.SUPPRESS)
+    parser.add_argument('--width', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--height', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--save', default='', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    import torch
+    load_before = os.getloadavg()[0]
+    measured = measure(args)
+    report = {'environment': {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
+                              'threads': args.threads, 'torch': torch.__version__, 'date': time.strftime('%Y-%m-%d'),
+                              'load_average_start_end': [round(load_before, 2), round(os.getloadavg()[0], 2)]},
+              'tile': args.tile, 'overlap': args.overlap, **measured, 'estimates': estimates(measured['records'])}
+    write_report(report)
+    print(f'wrote {RESULTS / "tiling.json"} and {RESULTS / "tiling.md"}')
+
+
+if __name__ == '__main__':
+    main()

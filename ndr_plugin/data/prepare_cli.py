@@ -1,0 +1,120 @@
+"""Command line of dataset preparation: ``python datasets_prep/prepare.py KIND --src DIR --out OUT [options]``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from ndr_plugin.data.image_io import BadInputError
+from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
+from ndr_plugin.data.prepare_kinds import KINDS, prepare
+
+__all__ = ['main', 'build_parser']
+
+EXAMPLES = """\
+examples:
+  prepare.py denoise-train --src data/Train/Denoise --out datasets/aio3/denoise_train
+  prepare.py denoise-test  --src data/test/CBSD68 --out datasets/aio3/cbsd68 --sigma 15 25 50 --seed 0
+  prepare.py derain-train  --src data/Train/Derain --out datasets/aio3/derain_train
+  prepare.py derain-test   --src data/test/Rain100L --out datasets/aio3/rain100l
+  prepare.py dehaze-train  --src data/Train/Dehaze --out datasets/aio3/dehaze_train --workers 16
+  prepare.py dehaze-test   --src data/test/SOTS/outdoor --out datasets/aio3/sots_outdoor
+  prepare.py sr-train      --src DIV2K_train_HR --src Flickr2K_HR --out datasets/sr_train --crop-size 480
+  prepare.py sr-test       --src data/test/Set5 --out datasets/sr/Set5 --scale 2 3 4
+  prepare.py check datasets/aio3/rain100l/gt.lmdb datasets/aio3/rain100l/lq.lmdb
+
+Interrupted runs leave OUT/<name>.lmdb.partial; rerun the same command to resume.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    kinds = '\n'.join(f'  {k:<14}{v}' for k, v in KINDS.items())
+    parser = argparse.ArgumentParser(
+        prog='prepare.py',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=('Turn standard restoration datasets into BasicSR LMDBs (data.mdb, lock.mdb, meta_info.txt)\n'
+                     'with a manifest.json (source files with SHA-256, degradation and parameters of every record,\n'
+                     'counts checked against the standard splits).\n\n'
+                     'KIND (TASK --split SPLIT is the same as TASK-SPLIT, e.g. "derain --split test"):\n'
+                     f'{kinds}\n'
+                     '  check         verify LMDB folders given as paths: meta_info.txt matches the records'),
+        epilog=EXAMPLES)
+    parser.add_argument('kind', help='what to prepare (see above)')
+    parser.add_argument('paths', nargs='*', help='LMDB folders (only for "check")')
+    parser.add_argument('--src', action='append', help='source folder (repeat for several, e.g. BSD400 and WED)')
+    parser.add_argument('--out', help='output folder')
+    parser.add_argument('--split', choices=('train', 'test'), help='with a bare task name: denoise, derain, ...')
+    parser.add_argument('--lq-dir', help='degraded images folder (paired kinds; overrides layout detection)')
+    parser.add_argument('--gt-dir', help='clean images folder (paired kinds; overrides layout detection)')
+    parser.add_argument('--sigma', type=float, nargs='+', help='denoise-test noise levels, 0-255 scale '
+                        '(default 15 25 50)')
+    parser.add_argument('--scale', type=int, nargs='+', help='sr-test scales (default 2 3 4)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the synthesised test degradations (default 0)')
+    parser.add_argument('--quantize', choices=('round', 'truncate'), default='round',
+                        help='denoise-test: how noisy values become 8-bit (truncate = AirNet/PromptIR uint8 cast)')
+    parser.add_argument('--crop-multiple', type=int, help='test kinds: centre-crop images to a multiple of N '
+                        '(16 = AirNet/PromptIR protocol)')
+    parser.add_argument('--crop-size', type=int, help='training kinds: cut images into sub-images of this size')
+    parser.add_argument('--crop-step', type=int, help='sub-image step (default crop-size/2)')
+    parser.add_argument('--crop-thresh', type=int, default=0, help='keep a last border crop when more than this '
+                        'many pixels remain (default 0)')
+    parser.add_argument('--subset', choices=('standard', 'all'), default='standard',
+                        help='training kinds with a standard list: keep only listed images (default) or all')
+    parser.add_argument('--workers', type=int, default=os.cpu_count(), help='parallel processes (default: all cores)')
+    parser.add_argument('--skip-bad', action='store_true', help='leave bad inputs out (listed in manifest.json) '
+                        'instead of stopping')
+    parser.add_argument('--compress-level', type=int, default=1, help='PNG compression level (BasicSR uses 1)')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    parser.add_argument('--deep', action='store_true', help='check: also decode every record')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser
+
+
+def _check(paths: list[str], deep: bool) -> int:
+    status = 0
+    for path in paths:
+        try:
+            keys = check_lmdb(path, deep=deep)
+            print(f'ok: {path} ({len(keys)} records)')
+        except LmdbFormatError as err:
+            print(f'error: {err}', file=sys.stderr)
+            status = 1
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.kind == 'check':
+        if not args.paths:
+            parser.error('check needs at least one LMDB folder')
+        return _check(args.paths, args.deep)
+    kind = f'{args.kind}-{args.split}' if args.split and args.kind in {k.rsplit('-', 1)[0] for k in KINDS} else args.kind
+    if kind not in KINDS:
+        parser.error(f'unknown KIND {args.kind!r}' + (' (add --split train|test)' if args.split is None else ''))
+    if args.paths:
+        parser.error(f'unexpected arguments {args.paths}')
+    if not args.out or not (args.src or (args.lq_dir and args.gt_dir)):
+        parser.error(f'{kind} needs --out and --src (or --lq-dir and --gt-dir)')
+    warnings.simplefilter('always', UserWarning)
+    warnings.formatwarning = lambda message, *a, **k: f'warning: {message}\n'
+    try:
+        results = prepare(kind, args.src, args.out, sigmas=args.sigma, scales=args.scale, seed=args.seed,
+                          workers=args.workers, skip_bad=args.skip_bad, subset=args.subset, quantize=args.quantize,
+                          crop_multiple=args.crop_multiple, crop_size=args.crop_size, crop_step=args.crop_step,
+                          crop_thresh=args.crop_thresh, lq_dir=args.lq_dir, gt_dir=args.gt_dir,
+                          compress_level=args.compress_level, overwrite=args.overwrite, progress=not args.quiet)
+    except (BadInputError, FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        print('(completed work is kept; rerun the same command to resume)', file=sys.stderr)
+        return 2
+    for result in results:
+        targets = ', '.join(result['targets'].values())
+        if result['status'] == 'already complete':
+            print(f'{result["job"]}: already complete ({targets})')
+            continue
+        print(f'{result["job"]}: {result["records"]} records -> {targets}')
+        for item in result['skipped']:
+            print(f'  skipped {item["file"]}: {item["reason"]}')
+    return 0

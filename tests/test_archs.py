@@ -1,0 +1,199 @@
+"""NDRNet and NDRDegradationNet: sizes, shapes, padding, gradients, the query path, registry, bad inputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import ndr_plugin  # noqa: F401  (compat before BasicSR)
+from basicsr.archs import build_network
+from ndr_plugin.archs.ndr_arch import NDRNet
+from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
+import official_reference
+
+TINY_G = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2), ffn_expansion_factor=2.0,
+              num_atoms=4, atom_dim=8, degradation_dim=8, cp_rank=2)
+TINY_DEG = dict(dim=8, degradation_dim=8, cp_rank=2, attention_reduction=4)
+OFFICIAL_KEYS = Path(__file__).resolve().parent / 'data' / 'ndr_official_keys.json'
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    # Small convolutions on a loaded machine wait on OpenMP barriers far longer than they compute.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture
+def tiny_pair():
+    torch.manual_seed(0)
+    return NDRNet(**TINY_G), NDRDegradationNet(**TINY_DEG)
+
+
+def test_paper_parameter_counts_equal_official():
+    with torch.device('meta'):
+        assert count(NDRNet()) == 27_330_315  # includes the 4,096-value NDR, stored once
+        assert count(NDRDegradationNet()) == 9_632_169
+        ablation = NDRNet(use_ndr=False)
+        official = official_reference.NDRN()
+    assert count(ablation) == 27_330_315 - 4_096 - 1_308_195  # minus the NDR and the DQ/DI modules
+    assert count(official.restoration_net) == 27_330_315 and count(official.degradation_net) == 9_632_169
+
+
+def test_reference_has_exactly_the_official_keys():
+    expected = json.loads(OFFICIAL_KEYS.read_text())
+    with torch.device('meta'):
+        state = official_reference.NDRN().state_dict()
+    assert {k: list(v.shape) for k, v in state.items()} == expected
+    assert list(state) == list(expected)
+
+
+@pytest.mark.parametrize('size', [(16, 16), (17, 33), (3, 5), (1, 1)])
+def test_shapes_maps_and_atom_weights(tiny_pair, size):
+    net, deg = tiny_pair
+    x = torch.rand(2, 3, *size)
+    restored, maps, weights = net(x, return_degradation=True, return_atom_weights=True)
+    assert restored.shape == x.shape
+    padded = [-(-s // 8) * 8 for s in size]
+    for level, (degradation_map, atom_weight) in enumerate(zip(maps, weights)):
+        assert degradation_map.shape == (2, 8, padded[0] >> level, padded[1] >> level)
+        assert atom_weight.shape == (2, 4, padded[0] >> level, padded[1] >> level)
+        assert torch.allclose(atom_weight.sum(1), torch.ones(()), atol=1e-6) and atom_weight.min() >= 0
+    assert deg(torch.rand(2, 3, *size), maps).shape == x.shape
+    restored_only, maps_only = net(x, return_degradation=True)
+    assert torch.equal(restored_only, restored) and all(torch.equal(a, b) for a, b in zip(maps_only, maps))
+
+
+def test_odd_size_is_reflect_padded_and_cropped(tiny_pair):
+    net, _ = tiny_pair
+    x = torch.rand(1, 3, 17, 33)
+    padded = F.pad(x, (0, 7, 0, 7), mode='reflect')
+    with torch.no_grad():
+        assert torch.equal(net(x), net(padded)[..., :17, :33])
+        tiny = torch.rand(1, 3, 3, 5)  # too small to reflect by 5 and 3 pixels: replicate
+        assert torch.equal(net(tiny), net(F.pad(tiny, (0, 3, 0, 5), mode='replicate'))[..., :3, :5])
+
+
+def test_large_odd_image_tiny_config():
+    torch.manual_seed(0)
+    net = NDRNet(dim=4, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 1, 1), num_atoms=2,
+                 atom_dim=4, degradation_dim=4, cp_rank=2).eval()
+    x = torch.rand(1, 3, 481, 321)
+    with torch.inference_mode():
+        restored = net(x)
+    assert restored.shape == x.shape and torch.isfinite(restored).all()
+
+
+def test_gradients_reach_every_parameter(tiny_pair):
+    net, deg = tiny_pair
+    net.train()
+    deg.train()
+    lq, gt = torch.rand(2, 3, 16, 24), torch.rand(2, 3, 16, 24)
+    restored, maps = net(lq, return_degradation=True)
+    loss = F.l1_loss(restored, gt) + F.l1_loss(deg(gt, maps), lq)
+    loss.backward()
+    for name, param in list(net.named_parameters()) + list(deg.named_parameters()):
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_query_degradation_matches_forward_and_detaches(tiny_pair):
+    net, _ = tiny_pair
+    x = torch.rand(1, 3, 20, 12)
+    _, maps, weights = net(x, return_degradation=True, return_atom_weights=True)
+    queried, queried_weights = net.query_degradation(x, return_atom_weights=True)
+    for a, b in zip(maps + weights, queried + queried_weights):
+        assert torch.allclose(a, b, atol=1e-6)
+    net.zero_grad()
+    sum(m.square().mean() for m in net.query_degradation(x, detach_features=True)).backward()
+    query_path = {id(p) for p in net.degradation_parameters()}
+    for name, param in net.named_parameters():
+        if id(param) in query_path:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+    net.zero_grad()
+    sum(m.square().mean() for m in net.query_degradation(x)).backward()
+    assert net.encoder1[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_degradation_parameters_are_the_ndr_and_queries(tiny_pair):
+    net, _ = tiny_pair
+    names = {name for name, p in net.named_parameters() if any(p is q for q in net.degradation_parameters())}
+    assert names == {n for n, _ in net.named_parameters() if n.startswith(('ndr.', 'degradation_queries.'))}
+    assert 'ndr.atoms' in names and len(list(net.degradation_parameters())) == len(names)
+
+
+def test_ablation_without_ndr():
+    torch.manual_seed(0)
+    net = NDRNet(**TINY_G, use_ndr=False)
+    x = torch.rand(1, 3, 16, 16)
+    assert net(x).shape == x.shape
+    assert not any(name.startswith(('ndr', 'degradation_')) for name, _ in net.named_parameters())
+    for call in (lambda: net(x, return_degradation=True), lambda: net.query_degradation(x),
+                 lambda: list(net.degradation_parameters())):
+        with pytest.raises(ValueError, match=r'use_ndr=False\) has no degradation representation'):
+            call()
+
+
+def test_bad_inputs_give_clear_errors(tiny_pair):
+    net, deg = tiny_pair
+    with pytest.raises(ValueError, match=r'NDRNet: input must have shape \(B, 3, H, W\), got \(1, 4, 16, 16\)'):
+        net(torch.rand(1, 4, 16, 16))
+    with pytest.raises(ValueError, match='floating-point'):
+        net(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    _, maps = net(torch.rand(1, 3, 16, 16), return_degradation=True)
+    with pytest.raises(ValueError, match=r'degradation map 1 has shape \(1, 8, 16, 16\), expected \(1, 8, 32, 32\)'):
+        deg(torch.rand(1, 3, 32, 32), maps)
+    with pytest.raises(ValueError, match='list of 3 degradation maps'):
+        deg(torch.rand(1, 3, 16, 16), maps[:2])
+    with pytest.raises(ValueError, match=r'clean must have shape \(B, 3, H, W\)'):
+        deg(torch.rand(1, 1, 16, 16), maps)
+    with pytest.raises(ValueError, match='num_blocks and heads need 4 values'):
+        NDRNet(num_blocks=(1, 1, 1))
+    with pytest.raises(ValueError, match='not divisible by num_heads'):
+        NDRNet(dim=8, heads=(3, 1, 1, 1))
+    with pytest.raises(ValueError, match='in_channels and out_channels must be equal'):
+        NDRDegradationNet(in_channels=3, out_channels=1)
+
+
+def test_other_channel_counts():
+    torch.manual_seed(0)
+    net = NDRNet(**TINY_G, in_channels=1, out_channels=2)
+    deg = NDRDegradationNet(**TINY_DEG, in_channels=1, out_channels=1)
+    x = torch.rand(1, 1, 12, 20)
+    restored, maps = net(x, return_degradation=True)
+    assert restored.shape == (1, 2, 12, 20) and deg(x, maps).shape == x.shape
+
+
+def test_deterministic():
+    x = torch.rand(1, 3, 24, 16)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        net = NDRNet(**TINY_G)
+        outputs.append(net(x, return_degradation=True))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(outputs[0][1], outputs[1][1]))
+
+
+def test_build_from_option_dict():
+    torch.manual_seed(0)
+    net = build_network({'type': 'NDRNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1],
+                         'num_refinement_blocks': 1, 'num_atoms': 4, 'atom_dim': 8, 'degradation_dim': 8,
+                         'cp_rank': 2, 'legacy_residuals': True})
+    deg = build_network({'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 2,
+                         'attention_reduction': 4})
+    assert isinstance(net, NDRNet) and isinstance(deg, NDRDegradationNet) and net.legacy_residuals
+    x = torch.rand(1, 3, 8, 8)
+    _, maps = net(x, return_degradation=True)
+    assert deg(x, maps).shape == x.shape
+    assert NDRNet.pad_multiple == NDRDegradationNet.pad_multiple == 8
