@@ -187,12 +187,11 @@ def train_options(name: str, data_root: Path, iters: int, seed: int) -> dict[str
             'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
             'degradation_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
             'bidirectional': {'mode': 'alternate', 'restoration_iters': 1, 'degradation_iters': 1},
-            'progress_bar': True,
         },
         'val': {'val_freq': iters, 'save_img': False,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}},
         'logger': {'print_freq': max(iters // 10, 1), 'save_checkpoint_freq': iters, 'use_tb_logger': True,
-                   'wandb': {'project': None}},
+                   'progress_bar': True, 'wandb': {'project': None}},
     }
 
 

@@ -1,6 +1,4 @@
 """Synthesis statistics and reproducibility of ndr_plugin.data.degradations on real images."""
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -8,16 +6,6 @@ import skimage.data
 
 from ndr_plugin.data import degradations as deg
 from ndr_plugin.data.degradation_specs import build_degradation
-
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
-
-
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f'shared benchmark data not found at {path}')
-    return path
-
 
 @pytest.fixture(scope='module')
 def astronaut() -> np.ndarray:
@@ -40,19 +28,19 @@ def test_noise_std_matches_sigma(astronaut, sigma):
 
 
 def test_noise_clip_and_quantize(astronaut):
-    rng = lambda: np.random.default_rng(7)  # noqa: E731
-    clipped = deg.add_gaussian_noise(astronaut, 50, rng())
+    clipped = deg.add_gaussian_noise(astronaut, 50, np.random.default_rng(7))
     assert clipped.min() >= 0 and clipped.max() <= 1
     assert not np.allclose(clipped * 255, np.round(clipped * 255), atol=1e-3)  # float output stays off the 8-bit grid
-    rounded = deg.add_gaussian_noise(astronaut, 50, rng(), quantize='round')
-    truncated = deg.add_gaussian_noise(astronaut, 50, rng(), quantize='truncate')
+    rounded = deg.add_gaussian_noise(astronaut, 50, np.random.default_rng(7), quantize='round')
+    truncated = deg.add_gaussian_noise(astronaut, 50, np.random.default_rng(7), quantize='truncate')
     for out in (rounded, truncated):
         assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)
     # AirNet/PromptIR: uint8(clip(x + sigma n)) truncates, so it is never above the rounded value and 0.5 lower on avg
     r, t = deg.to_uint8(rounded).astype(int), deg.to_uint8(truncated).astype(int)
     assert np.all(t <= r) and 0.3 < (r - t).mean() < 0.7
     # the same realisation as an explicit uint8 AirNet computation
-    airnet = np.clip(astronaut + 50 * np.random.default_rng(7).standard_normal(astronaut.shape), 0, 255).astype(np.uint8)
+    noise = np.random.default_rng(7).standard_normal(astronaut.shape)
+    airnet = np.clip(astronaut + 50 * noise, 0, 255).astype(np.uint8)
     assert np.array_equal(deg.to_uint8(truncated), airnet)
 
 
@@ -123,8 +111,8 @@ def test_depth_heuristics(astronaut):
 
 # ----------------------------------------------------------------------------------------------------------- bicubic
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_bicubic_reproduces_matlab_set5(scale):
-    folder = shared('Set5', f'image_SRF_{scale}')
+def test_bicubic_reproduces_matlab_set5(shared_data, scale):
+    folder = shared_data / 'Set5' / f'image_SRF_{scale}'
     for index in range(1, 6):
         hr = cv2.imread(str(folder / f'img_00{index}_SRF_{scale}_HR.png'))
         lr = cv2.imread(str(folder / f'img_00{index}_SRF_{scale}_LR.png'))
@@ -156,7 +144,8 @@ def test_bicubic_degrade_keeps_size(astronaut):
 
 # ----------------------------------------------------------------------------------------------------------- specs
 def test_composition_and_labels(astronaut):
-    spec = [{'type': 'haze'}, {'type': 'rain'}, {'type': 'downsample', 'scales': [2]}, {'type': 'noise', 'sigmas': [25]}]
+    spec = [{'type': 'haze'}, {'type': 'rain'}, {'type': 'downsample', 'scales': [2]},
+            {'type': 'noise', 'sigmas': [25]}]
     mixed = build_degradation(spec)
     assert mixed.labels == ['dehaze+derain+sr_x2+denoise_25']
     out, label, params = mixed(astronaut, np.random.default_rng(5))

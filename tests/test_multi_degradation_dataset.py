@@ -203,3 +203,10 @@ def test_synthesized_test_dataset_is_fixed_per_image(roots):
     assert not torch.equal(reseeded[0]['lq'], first[0]['lq'])
     residual = torch.cat([(s['lq'] - s['gt']).flatten() for s in first]) * 255
     assert 20 < residual.std() < 26  # float noise, clipped at 0 and 1
+
+
+def test_validation_phase_gives_whole_images_degraded_the_same_way_each_time(roots):
+    dataset = make(roots, phase='val')
+    first, again = dataset[0], dataset[0]
+    assert first['gt'].shape == (3, 80, 96) and torch.equal(first['lq'], again['lq'])
+    assert not torch.equal(make(roots, phase='val', seed=1)[0]['lq'], first['lq'])

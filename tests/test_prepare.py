@@ -10,20 +10,10 @@ import skimage.data
 
 import ndr_plugin  # noqa: F401  (compat layer before basicsr)
 from basicsr.data.paired_image_dataset import PairedImageDataset
-from ndr_plugin.data.image_io import BadInputError
+from ndr_plugin.data.dataset_files import BadInputError
 from ndr_plugin.data.lmdb_io import LmdbFormatError, LmdbSetWriter, check_lmdb, image_entry, write_paired_lmdb
 from ndr_plugin.data.prepare_cli import main
 from ndr_plugin.data.prepare_kinds import prepare, subimage_boxes
-
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
-
-
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f'shared benchmark data not found at {path}')
-    return path
-
 
 def small_copies(src: Path, dst: Path, count: int, size=(96, 128)) -> list[Path]:
     """Crops of the first ``count`` images of ``src`` written as PNG into ``dst`` (keeps the tests fast)."""
@@ -53,8 +43,8 @@ def lmdb_bytes(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope='module')
-def cbsd(tmp_path_factory) -> Path:
-    return small_copies(shared('CBSD68'), tmp_path_factory.mktemp('cbsd') / 'CBSD68', 4)[0].parent
+def cbsd(tmp_path_factory, shared_data) -> Path:
+    return small_copies(shared_data / 'CBSD68', tmp_path_factory.mktemp('cbsd') / 'CBSD68', 4)[0].parent
 
 
 def test_denoise_test_round_trip_through_basicsr(cbsd, tmp_path):
@@ -147,19 +137,20 @@ def test_writer_skips_committed_tasks_and_gives_the_same_bytes(tmp_path):
         assert (tmp_path / 'fresh.lmdb' / name).read_bytes() == (tmp_path / 'resumed.lmdb' / name).read_bytes()
 
 
-def test_paired_kinds_from_standard_layouts(tmp_path):
-    rain = shared('RainL_train_sample')
+def test_paired_kinds_from_standard_layouts(tmp_path, shared_data):
+    rain = shared_data / 'RainL_train_sample'
     with pytest.warns(UserWarning, match='missing 195: rainy/rain-10.png'):
         prepare('derain-train', [rain], tmp_path / 'rain', crop_size=160, crop_step=160, workers=2, progress=False)
     keys = check_lmdb(tmp_path / 'rain' / 'lq.lmdb')
     boxes = subimage_boxes(321, 481, 160, 160, 0)
-    assert len(keys) == 5 * len(boxes) and keys[0] == 'rain_0001_s000' and keys[-1] == f'rain_0005_s{len(boxes) - 1:03d}'
+    assert len(keys) == 5 * len(boxes)
+    assert keys[0] == 'rain_0001_s000' and keys[-1] == f'rain_0005_s{len(boxes) - 1:03d}'
     sample = read_pairs(tmp_path / 'rain')[len(boxes) + 3]  # rain-2, fourth crop
     y, x = boxes[3]
     source = cv2.imread(str(rain / 'rainy' / 'rain-2.png'))[y:y + 160, x:x + 160]
     assert np.array_equal(np.round(sample['lq'].numpy() * 255).astype(np.uint8), source[..., ::-1].transpose(2, 0, 1))
 
-    sots = shared('SOTS_outdoor_sample')
+    sots = shared_data / 'SOTS_outdoor_sample'
     with pytest.warns(UserWarning, match='found 5 images, the standard SOTS-outdoor has 500'):
         prepare('dehaze-test', [sots], tmp_path / 'haze', workers=1, progress=False)
     manifest = json.loads((tmp_path / 'haze' / 'lq.lmdb' / 'manifest.json').read_text())
@@ -168,8 +159,8 @@ def test_paired_kinds_from_standard_layouts(tmp_path):
     assert first['source']['lq']['file'] == '0001_0.8_0.2.jpg' and first['source']['gt']['file'] == '0001.png'
 
 
-def test_sr_test_matches_matlab_lr(tmp_path):
-    folder = shared('Set5', 'image_SRF_4')
+def test_sr_test_matches_matlab_lr(tmp_path, shared_data):
+    folder = shared_data / 'Set5' / 'image_SRF_4'
     src = tmp_path / 'Set5'
     src.mkdir()
     for hr in sorted(folder.glob('*_HR.png'))[:3]:
@@ -185,8 +176,8 @@ def test_sr_test_matches_matlab_lr(tmp_path):
         assert cv2.imread(str(out / 'lq' / f'{key}.png')).shape == cv2.imread(str(out / 'gt' / f'{key}.png')).shape
 
 
-def test_standard_split_matching_and_subset(tmp_path):
-    bsd = shared('BSD_clean_sample')  # names 10081.jpg ... listed as a10081.jpg
+def test_standard_split_matching_and_subset(tmp_path, shared_data):
+    bsd = shared_data / 'BSD_clean_sample'  # names 10081.jpg ... listed as a10081.jpg
     src = tmp_path / 'Denoise'
     shutil.copytree(bsd, src)
     cv2.imwrite(str(src / 'extra_photo.png'), skimage.data.coffee()[:64, :64])
@@ -251,11 +242,13 @@ def test_bad_pairs_sizes_and_folders(tmp_path):
         cv2.imwrite(str(rain / 'gt' / f'{name}.png'), img)
     cv2.imwrite(str(rain / 'rainy' / '1.png'), img)
     cv2.imwrite(str(rain / 'rainy' / '3.png'), img)
-    with pytest.raises(BadInputError, match=r'(?s)2 bad inputs.*3.png: missing pair partner.*2.png: missing pair partner'):
+    both = r'(?s)2 bad inputs.*3.png: missing pair partner.*2.png: missing pair partner'
+    with pytest.raises(BadInputError, match=both):
         prepare('derain-test', [rain], tmp_path / 'o1', workers=1, progress=False)
     (rain / 'rainy' / '3.png').rename(rain / 'rainy' / '2.png')
     cv2.imwrite(str(rain / 'rainy' / '2.png'), img[:90])
-    with pytest.warns(UserWarning), pytest.raises(BadInputError, match=r'2.png: size 120x90 differs .*2.png \(120x100\)'):
+    mismatch = r'2.png: size 120x90 differs .*2.png \(120x100\)'
+    with pytest.warns(UserWarning), pytest.raises(BadInputError, match=mismatch):
         prepare('derain-test', [rain], tmp_path / 'o2', workers=1, progress=False)
     cv2.imwrite(str(rain / 'rainy' / '2.png'), img)
     with pytest.warns(UserWarning), pytest.raises(BadInputError, match='120x100 is smaller than the crop size 128'):

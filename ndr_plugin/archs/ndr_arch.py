@@ -11,7 +11,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.arch_utils import PointwiseConv2d, check_image, pad_to_multiple, preferred_layout
 from ndr_plugin.archs.ndr_modules import DegradationInjection, DegradationQuery, NeuralDegradationRepresentation
 from ndr_plugin.archs.restormer_blocks import Downsample, Upsample, transformer_stage
 
@@ -90,13 +90,13 @@ class NDRNet(nn.Module):
                 DegradationInjection(c, degradation_dim, cp_rank, legacy_residuals) for c in dims[:3])
         # Decoder: concat [skip, upsampled], 1x1 reduce, transformer blocks
         self.up3 = Upsample(dims[3])
-        self.reduce3 = nn.Conv2d(dims[3], dims[2], kernel_size=1, bias=bias)
+        self.reduce3 = PointwiseConv2d(dims[3], dims[2], bias=bias)
         self.decoder3 = stage(dims[2], num_blocks[2], heads[2])
         self.up2 = Upsample(dims[2])
-        self.reduce2 = nn.Conv2d(dims[2], dims[1], kernel_size=1, bias=bias)
+        self.reduce2 = PointwiseConv2d(dims[2], dims[1], bias=bias)
         self.decoder2 = stage(dims[1], num_blocks[1], heads[1])
         self.up1 = Upsample(dims[1])
-        self.reduce1 = nn.Conv2d(dims[1], dims[1], kernel_size=1, bias=bias)  # level 1 stays at 2 * dim
+        self.reduce1 = PointwiseConv2d(dims[1], dims[1], bias=bias)  # level 1 stays at 2 * dim
         self.decoder1 = stage(dims[1], num_blocks[0], heads[0])
         # Refinement and output
         self.refinement = stage(dims[1], num_refinement_blocks, heads[0])
@@ -129,7 +129,7 @@ class NDRNet(nn.Module):
             self._require_ndr()
         check_image(x, self.in_channels, 'NDRNet')
         h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, self.pad_multiple)
+        padded = preferred_layout(pad_to_multiple(x, self.pad_multiple))
         features = self._encode(padded)
         latent = self.latent(self.down3(features[2]))
         if self.use_ndr:
@@ -146,7 +146,7 @@ class NDRNet(nn.Module):
         restored = self.output(self.refinement(decoded))
         if self.legacy_residuals:
             restored = restored + padded
-        restored = restored[..., :h, :w]
+        restored = restored[..., :h, :w].contiguous()
         if return_atom_weights:
             return restored, maps, atom_weights
         if return_degradation:
@@ -161,7 +161,7 @@ class NDRNet(nn.Module):
         """
         self._require_ndr()
         check_image(x, self.in_channels, 'NDRNet')
-        padded = pad_to_multiple(x, self.pad_multiple)
+        padded = preferred_layout(pad_to_multiple(x, self.pad_multiple))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_features):
             features = self._encode(padded)
         maps, atom_weights = self._query(features)

@@ -14,7 +14,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.arch_utils import PointwiseConv2d, check_image, pad_to_multiple, preferred_layout
 from ndr_plugin.archs.ndr_modules import DegradationInjection
 from ndr_plugin.archs.restormer_blocks import Downsample, Upsample
 
@@ -85,13 +85,13 @@ class NDRDegradationNet(nn.Module):
             DegradationInjection(c, degradation_dim, cp_rank, legacy_residuals) for c in dims[:3])
         # Decoder: concat [skip, upsampled], 1x1 reduce, double conv
         self.up3 = Upsample(dims[3])
-        self.reduce3 = nn.Conv2d(dims[3], dims[2], kernel_size=1, bias=False)
+        self.reduce3 = PointwiseConv2d(dims[3], dims[2], bias=False)
         self.decoder3 = ResidualDoubleConv(dims[2])
         self.up2 = Upsample(dims[2])
-        self.reduce2 = nn.Conv2d(dims[2], dims[1], kernel_size=1, bias=False)
+        self.reduce2 = PointwiseConv2d(dims[2], dims[1], bias=False)
         self.decoder2 = ResidualDoubleConv(dims[1])
         self.up1 = Upsample(dims[1])
-        self.reduce1 = nn.Conv2d(dims[1], dims[1], kernel_size=1, bias=False)
+        self.reduce1 = PointwiseConv2d(dims[1], dims[1], bias=False)
         self.decoder1 = ResidualDoubleConv(dims[1])
         # Refinement and output
         self.refinement = ResidualGroup(dims[1], num_refinement_blocks, squeeze_factor=attention_reduction)
@@ -114,7 +114,7 @@ class NDRDegradationNet(nn.Module):
         """Synthesises the degraded version (B, out_channels, H, W) of ``clean`` (B, in_channels, H, W)."""
         check_image(clean, self.in_channels, 'NDRDegradationNet', 'clean')
         h, w = clean.shape[-2:]
-        padded = pad_to_multiple(clean, self.pad_multiple)
+        padded = preferred_layout(pad_to_multiple(clean, self.pad_multiple))
         self._check_maps(maps, padded)
         feature1 = self.encoder1(self.embed(padded))
         feature2 = self.encoder2(self.down1(feature1))
@@ -126,4 +126,4 @@ class NDRDegradationNet(nn.Module):
         decoded = self.decoder2(self.reduce2(torch.cat([skips[1], self.up2(decoded)], dim=1)))
         decoded = self.decoder1(self.reduce1(torch.cat([skips[0], self.up1(decoded)], dim=1)))
         degraded = self.output(self.refinement(decoded)) + padded
-        return degraded[..., :h, :w]
+        return degraded[..., :h, :w].contiguous()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last
+
 
 class NeuralDegradationRepresentation(nn.Module):
     """The NDR: a learnable dictionary of degradation atoms, shared by every degradation query.
@@ -43,19 +45,25 @@ class DegradationQuery(nn.Module):
     def __init__(self, in_channels: int, degradation_dim: int = 64, atom_dim: int = 128) -> None:
         super().__init__()
         self.mapping = nn.Conv2d(in_channels, degradation_dim, kernel_size=3, padding=1, bias=False)
-        self.to_query = nn.Conv2d(degradation_dim, atom_dim, kernel_size=1)
+        self.to_query = PointwiseConv2d(degradation_dim, atom_dim)
         self.temperature = nn.Parameter(torch.ones(1))
-        self.project_atoms = nn.Conv2d(atom_dim, degradation_dim, kernel_size=1)
-        self.project_out = nn.Conv2d(degradation_dim, degradation_dim, kernel_size=1)
+        self.project_atoms = PointwiseConv2d(atom_dim, degradation_dim)
+        self.project_out = PointwiseConv2d(degradation_dim, degradation_dim)
 
     def forward(self, feature: torch.Tensor, atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the degradation map (B, degradation_dim, H, W) and the atom weights (B, num_atoms, H, W)."""
         b, _, h, w = feature.shape
-        query = self.to_query(self.mapping(feature)).flatten(2)  # (B, atom_dim, HW)
-        atom_weights = torch.softmax((atoms @ query) * self.temperature, dim=1)  # (B, num_atoms, HW)
-        represented = (atoms.t() @ atom_weights).view(b, -1, h, w)  # (B, atom_dim, H, W)
-        degradation_map = self.project_out(self.project_atoms(represented))
-        return degradation_map, atom_weights.view(b, -1, h, w)
+        query = self.to_query(self.mapping(feature))
+        if is_channels_last(query):  # pixels x atom_dim: (HW x D) @ (D x atoms)
+            tokens = query.permute(0, 2, 3, 1).reshape(b, h * w, -1)
+            atom_weights = torch.softmax((tokens @ atoms.t()) * self.temperature, dim=-1)
+            represented = (atom_weights @ atoms).view(b, h, w, -1).permute(0, 3, 1, 2)
+            atom_weights = atom_weights.view(b, h, w, -1).permute(0, 3, 1, 2)
+        else:  # atom_dim x pixels: (atoms x D) @ (D x HW)
+            atom_weights = torch.softmax((atoms @ query.flatten(2)) * self.temperature, dim=1)
+            represented = (atoms.t() @ atom_weights).view(b, -1, h, w)
+            atom_weights = atom_weights.view(b, -1, h, w)
+        return self.project_out(self.project_atoms(represented)), atom_weights
 
 
 class LowRankCPGate(nn.Module):
@@ -83,13 +91,15 @@ class LowRankCPGate(nn.Module):
         channel = torch.sigmoid(self.channel(x.mean((2, 3), keepdim=True))).view(b, self.rank, c)
         height = torch.sigmoid(self.height(x.mean(3, keepdim=True)))  # (B, R, H, 1)
         width = torch.sigmoid(self.width(x.mean(2, keepdim=True)))  # (B, R, 1, W)
-        # Sum over the rank as one (C x R) @ (R x HW) product rather than materialising R full-size cubes.
-        spatial = (height * width).view(b, self.rank, h * w) / self.rank
-        return (channel.transpose(1, 2) @ spatial).view(b, c, h, w)
+        spatial = height * width / self.rank  # (B, R, H, W)
+        # Sum over the rank as one product with R inner terms rather than materialising R full-size cubes.
+        if is_channels_last(x):
+            return (spatial.flatten(2).transpose(1, 2) @ channel).view(b, h, w, c).permute(0, 3, 1, 2)
+        return (channel.transpose(1, 2) @ spatial.flatten(2)).view(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gated = x * self.gate(x)
-        return x + gated if self.residual else gated
+        gated = self.gate(x).mul_(x)
+        return gated.add_(x) if self.residual else gated
 
 
 class DegradationInjection(nn.Module):
@@ -111,12 +121,12 @@ class DegradationInjection(nn.Module):
         super().__init__()
         self.legacy_residuals = legacy_residuals
         self.feature_gate = LowRankCPGate(channels, cp_rank, residual=legacy_residuals)
-        self.map_conv = nn.Conv2d(degradation_dim, degradation_dim, kernel_size=1)
+        self.map_conv = PointwiseConv2d(degradation_dim, degradation_dim)
         self.map_gate = LowRankCPGate(degradation_dim, cp_rank, residual=legacy_residuals)
-        self.scale = nn.Conv2d(degradation_dim, channels, kernel_size=1)
-        self.shift = nn.Conv2d(degradation_dim, channels, kernel_size=1)
+        self.scale = PointwiseConv2d(degradation_dim, channels)
+        self.shift = PointwiseConv2d(degradation_dim, channels)
 
     def forward(self, feature: torch.Tensor, degradation_map: torch.Tensor) -> torch.Tensor:
         modulation = self.map_gate(self.map_conv(degradation_map))
-        out = self.scale(modulation) * self.feature_gate(feature) + self.shift(modulation)
+        out = torch.addcmul(self.shift(modulation), self.scale(modulation), self.feature_gate(feature))
         return out + feature if self.legacy_residuals else out

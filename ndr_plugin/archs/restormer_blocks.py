@@ -10,10 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """Whether the channels of a (B, C, H, W) tensor are its innermost (stride-1) axis."""
-    return x.stride(1) == 1
+from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last, pointwise_conv
 
 
 class LayerNorm2d(nn.Module):
@@ -62,7 +59,7 @@ class MDTA(nn.Module):
             raise ValueError(f'MDTA: dim={dim} is not divisible by num_heads={num_heads}')
         self.num_heads = num_heads
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv = PointwiseConv2d(dim, dim * 3, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
@@ -106,13 +103,25 @@ class GDFN(nn.Module):
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
         super().__init__()
         hidden = int(dim * ffn_expansion_factor)
-        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.project_in = PointwiseConv2d(dim, hidden * 2, bias=bias)
         self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
-        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+        self.project_out = PointwiseConv2d(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
+        if is_channels_last(x):
+            # Channel halves of a channels-last tensor are strided, which makes GELU several times slower; compute
+            # the two halves as separate tensors with slices of the same weights instead.
+            hidden = self.project_out.in_channels
+            gate, value = self._half(x, slice(0, hidden)), self._half(x, slice(hidden, 2 * hidden))
+        else:
+            gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate).mul_(value))
+
+    def _half(self, x: torch.Tensor, part: slice) -> torch.Tensor:
+        project_bias = None if self.project_in.bias is None else self.project_in.bias[part]
+        dwconv_bias = None if self.dwconv.bias is None else self.dwconv.bias[part]
+        projected = pointwise_conv(x, self.project_in.weight[part], project_bias)
+        return F.conv2d(projected, self.dwconv.weight[part], dwconv_bias, padding=1, groups=projected.shape[1])
 
 
 class TransformerBlock(nn.Module):
@@ -133,8 +142,10 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        # In-place residual additions: fewer fresh activation buffers (each costs page faults on CPU); addition
+        # needs neither operand for its gradient, so autograd is unaffected.
+        x = self.attn(self.norm1(x)).add_(x)
+        return self.ffn(self.norm2(x)).add_(x)
 
 
 def transformer_stage(dim: int, num_blocks: int, num_heads: int, ffn_expansion_factor: float,

@@ -88,7 +88,8 @@ class NoiseDegradation(Degradation):
     def __call__(self, img, rng):
         sigma = _choice(rng, self.sigmas)
         out = deg.add_gaussian_noise(img, sigma, rng, clip=self.clip, quantize=self.quantize)
-        return out, f'denoise_{sigma:g}', {'type': 'noise', 'sigma': sigma, 'clip': self.clip, 'quantize': self.quantize}
+        params = {'type': 'noise', 'sigma': sigma, 'clip': self.clip, 'quantize': self.quantize}
+        return out, f'denoise_{sigma:g}', params
 
 
 class RainDegradation(Degradation):

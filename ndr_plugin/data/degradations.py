@@ -14,8 +14,8 @@ Benchmark facts behind the defaults (see the protocol notes in the project docum
 * RESIDE haze: I = J t + A (1 - t), t = exp(-beta d), with a scalar A. OTS/SOTS-outdoor use A in [0.8, 1] and beta in
   [0.04, 0.2]; inverting real SOTS pairs gives a normalised depth of roughly 2-4, hence the default depth range.
 * SR: MATLAB ``imresize(x, 1/s, 'bicubic')`` (antialiased cubic kernel, a = -0.5) on the mod-cropped HR image, saved as
-  uint8. BasicSR's ``imresize`` port reproduces the published Set5 LR files to about 56 dB; OpenCV's INTER_CUBIC does not
-  (no antialiasing) and must not be used for downscaling.
+  uint8. BasicSR's ``imresize`` port (whose weights we use) reproduces the published Set5 LR files to about 56 dB;
+  OpenCV's INTER_CUBIC does not (no antialiasing) and must not be used for downscaling.
 
 Synthetic rain and haze made here are "synthetic, not official": the official streak layers were hand-rendered and the
 official depth maps came from a depth network, so no parameter set reproduces the benchmark images.
@@ -30,7 +30,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import ndr_plugin  # noqa: F401  (BasicSR compatibility layer before basicsr is imported)
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
 __all__ = [

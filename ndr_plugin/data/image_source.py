@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ndr_plugin  # noqa: F401  (BasicSR compatibility layer before basicsr is imported)
 from basicsr.utils import FileClient
 
-from ndr_plugin.data.image_io import BadInputError, decode_image, list_images
+from ndr_plugin.data.dataset_files import BadInputError, decode_image, list_images
 from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
 
 __all__ = ['ImageSource']

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import lmdb
 import numpy as np
 
 from ndr_plugin.data.degradations import to_uint8
-from ndr_plugin.data.image_io import encode_png
+from ndr_plugin.data.dataset_files import encode_png
 
 __all__ = [
     'LmdbSetWriter', 'write_lmdb', 'write_paired_lmdb', 'read_meta_info', 'check_lmdb', 'LmdbFormatError',
@@ -41,6 +42,7 @@ MANIFEST_FORMAT = 'ndr_plugin-lmdb-manifest/1'
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file only grows as data is written (as in BasicSR)
 _META_LINE = re.compile(r'^([A-Za-z0-9_-]+)\.png \((\d+),(\d+),(\d+)\) (\d+)$')
 _KEY = re.compile(r'^[A-Za-z0-9_-]+$')
+_CHECKED: dict[tuple[str, int, int], list[str]] = {}  # LMDBs already checked in this process, by file times
 
 
 class LmdbFormatError(ValueError):
@@ -126,9 +128,10 @@ class LmdbSetWriter:
                                   'delete it or pass overwrite') from None
         differs = sorted(k for k in self.header if previous.get(k) != self.header[k])
         if differs:
+            now = [self.header[k] for k in differs]
+            then = [previous.get(k) for k in differs]
             raise FileExistsError(f'{target} exists but was built with different {", ".join(differs)} '
-                                  f'(now {[self.header[k] for k in differs]}, then {[previous.get(k) for k in differs]})'
-                                  '; delete it or pass overwrite')
+                                  f'(now {now}, then {then}); delete it or pass overwrite')
 
     # --- setup and resume -------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -397,10 +400,18 @@ def check_lmdb(path: str | os.PathLike, *, deep: bool = False) -> list[str]:
         raise LmdbFormatError(f'{path}: data.mdb is missing')
     meta = read_meta_info(path)
     keys = [m[0] for m in meta]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) != len(keys) else []
+    duplicates = sorted(k for k, n in Counter(keys).items() if n > 1)
     if duplicates:
         raise LmdbFormatError(f'{path}: meta_info.txt lists key(s) more than once: {duplicates[:5]}')
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    stamp = (str(path.resolve()), (path / 'data.mdb').stat().st_mtime_ns, (path / 'meta_info.txt').stat().st_mtime_ns)
+    if not deep and _CHECKED.get(stamp) == keys:
+        return keys
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    except lmdb.Error as err:
+        if 'already open' in str(err):  # a reader in this process holds it (LMDB allows one handle per process)
+            return keys
+        raise LmdbFormatError(f'{path}: cannot be opened as an LMDB ({err})') from None
     try:
         with env.begin() as txn:
             stored = {k.decode('ascii', 'replace') for k in txn.cursor().iternext(keys=True, values=False)}
@@ -420,4 +431,5 @@ def check_lmdb(path: str | os.PathLike, *, deep: bool = False) -> list[str]:
                         raise LmdbFormatError(f'{path}: record {key!r} decodes to shape {got}, meta_info says {shape}')
     finally:
         env.close()
+    _CHECKED[stamp] = list(keys)
     return keys

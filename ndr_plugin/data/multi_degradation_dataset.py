@@ -6,13 +6,13 @@ import random
 from typing import Any
 
 import numpy as np
-import ndr_plugin  # noqa: F401  (BasicSR compatibility layer before basicsr is imported)
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from ndr_plugin.data.degradation_specs import Degradation, build_degradation
+from ndr_plugin.data.degradations import item_rng
 from ndr_plugin.data.image_source import ImageSource
 
 __all__ = ['MultiDegradationDataset']
@@ -96,6 +96,7 @@ class MultiDegradationDataset(data.Dataset):
         gt_size: 128                   # training patch size (required when phase is train)
         use_hflip: true                # BasicSR's augment: horizontal flip
         use_rot: true                  # BasicSR's augment: vertical flip + transpose
+        seed: 0                        # other phases only: synthesis seed (see below)
 
     A paired source may also have a ``degradation``: it is applied to the LQ on top (label ``derain+denoise_25``).
     Folder pairs follow BasicSR's rule: LQ name = ``filename_tmpl.format(gt_stem) + gt_extension`` (default ``{}``).
@@ -113,7 +114,8 @@ class MultiDegradationDataset(data.Dataset):
     ``manual_seed`` in the main process and per DataLoader worker (seed + worker id + rank offset), so samples are
     reproducible for a given seed, number of workers and number of GPUs. Use ``persistent_workers: true`` to keep the
     worker streams running across epochs (otherwise each epoch restarts them, with a fresh shuffle of the indices).
-    LMDBs are opened lazily in each worker.
+    In other phases (validation) each image is degraded with ``item_rng(seed, source name, key)``, so it is the same
+    at every evaluation. LMDBs are opened lazily in each worker.
     """
 
     def __init__(self, opt: dict[str, Any]) -> None:
@@ -133,6 +135,7 @@ class MultiDegradationDataset(data.Dataset):
             raise ValueError(f"MultiDegradationDataset: 'gt_size' must be a positive integer, got {self.gt_size!r}")
         self.use_hflip = opt.get('use_hflip', True)
         self.use_rot = opt.get('use_rot', True)
+        self.seed = int(opt.get('seed', 0))
         self.degradation_names = sorted({label for s in self.sources for label in s.labels})
         self._label_index = {name: i for i, name in enumerate(self.degradation_names)}
         self._ends = list(np.cumsum([len(s) for s in self.sources]))
@@ -163,7 +166,10 @@ class MultiDegradationDataset(data.Dataset):
             gt, lq = paired_random_crop(gt, gt if lq is None else lq, self.gt_size, 1, gt_path)
         degradation = source.label
         if source.degradation is not None:
-            rng = np.random.default_rng(random.getrandbits(64))
+            if self.phase == 'train':
+                rng = np.random.default_rng(random.getrandbits(64))
+            else:  # validation: the same degraded image every time it is evaluated
+                rng = item_rng(self.seed, source.name, gt_path)
             lq, synthesised, _ = source.degradation(gt if not source.images.paired else lq, rng)
             degradation = f'{source.label}+{synthesised}' if source.images.paired else synthesised
         if self.phase == 'train':

@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 
-from ndr_plugin.data.image_io import BadInputError
+from ndr_plugin.data.dataset_files import BadInputError
 from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
 from ndr_plugin.data.prepare_kinds import KINDS, prepare
 
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.paths:
             parser.error('check needs at least one LMDB folder')
         return _check(args.paths, args.deep)
-    kind = f'{args.kind}-{args.split}' if args.split and args.kind in {k.rsplit('-', 1)[0] for k in KINDS} else args.kind
+    tasks = {k.rsplit('-', 1)[0] for k in KINDS}
+    kind = f'{args.kind}-{args.split}' if args.split and args.kind in tasks else args.kind
     if kind not in KINDS:
         parser.error(f'unknown KIND {args.kind!r}' + (' (add --split train|test)' if args.split is None else ''))
     if args.paths:

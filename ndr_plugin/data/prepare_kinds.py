@@ -22,6 +22,7 @@ sr-test        Set5 / Set14 / BSD100 / Urban100 HR -> ``OUT/x{S}/{gt,lq,lr}.lmdb
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from tqdm import tqdm
 from ndr_plugin.data import standard_splits
 from ndr_plugin.data.degradation_specs import build_degradation
 from ndr_plugin.data.degradations import bicubic_degrade, item_rng, lr_image, to_uint8
-from ndr_plugin.data.image_io import BadInputError, read_image
+from ndr_plugin.data.dataset_files import BadInputError, read_image
 from ndr_plugin.data.lmdb_io import LmdbSetWriter, image_entry
 from ndr_plugin.data.prepare_sources import Task, clean_tasks, haze_pair_tasks, rain_pair_tasks
 from ndr_plugin.version import __version__
@@ -94,8 +95,9 @@ def process_task(task: Task, spec: ProcessSpec) -> list[tuple] | BadInputError:
             images[role], notes[role], sha = read_image(path)
             info['source'][role] = {'file': task.names[role], 'sha256': sha}
         if 'lq' in images and images['lq'].shape != images['gt'].shape:
-            raise BadInputError(task.files['lq'], f"size {images['lq'].shape[1]}x{images['lq'].shape[0]} differs from "
-                                f"its clean partner {task.files['gt']} ({images['gt'].shape[1]}x{images['gt'].shape[0]})")
+            (lh, lw), (gh, gw) = images['lq'].shape[:2], images['gt'].shape[:2]
+            raise BadInputError(task.files['lq'], f"size {lw}x{lh} differs from its clean partner {task.files['gt']} "
+                                f'({gw}x{gh})')
         info['params'].update({k: v for k, v in task.info.items() if k != 'degradation'})
         if any(notes.values()):
             info['conversion'] = {role: note for role, note in notes.items() if note}
@@ -136,6 +138,17 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _start_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Worker processes started from a clean interpreter (forkserver, else spawn), never forked from this one:
+    a fork inherits OpenCV's and OpenMP's thread-pool locks in whatever state they are, and the children can hang."""
+    if 'forkserver' in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context('forkserver')
+        context.set_forkserver_preload([__name__])  # import torch/BasicSR once in the server, not in every worker
+    else:
+        context = multiprocessing.get_context('spawn')
+    return context.Pool(workers, initializer=_init_worker)
+
+
 @dataclass
 class Job:
     """One output set: its LMDBs (and PNG folders), tasks, processing, and the split report for the manifest."""
@@ -154,10 +167,7 @@ def _run_job(job: Job, workers: int, skip_bad: bool, overwrite: bool, progress: 
     if job.report is not None:
         summary['standard_split'] = job.report.as_dict()
     # The worker pool is started before any LMDB is opened, so no child process inherits an open environment.
-    pool = None
-    if workers > 1 and len(job.tasks) > 1:
-        method = 'fork' if 'fork' in multiprocessing.get_all_start_methods() else 'spawn'
-        pool = multiprocessing.get_context(method).Pool(min(workers, len(job.tasks)), initializer=_init_worker)
+    pool = _start_pool(min(workers, len(job.tasks))) if workers > 1 and len(job.tasks) > 1 else None
     try:
         writer = LmdbSetWriter(job.targets, png_dirs=job.png_dirs, header=job.header,
                                compress_level=job.spec.compress_level, overwrite=overwrite)
@@ -168,7 +178,8 @@ def _run_job(job: Job, workers: int, skip_bad: bool, overwrite: bool, progress: 
         work = partial(process_task, spec=job.spec)
         chunk = max(1, min(8, len(todo) // (4 * workers)))
         with writer:
-            results = pool.imap(work, [t for _, t in todo], chunksize=chunk) if pool else map(work, (t for _, t in todo))
+            pending = [t for _, t in todo]
+            results = pool.imap(work, pending, chunksize=chunk) if pool else map(work, pending)
             bar = tqdm(total=len(job.tasks), initial=len(job.tasks) - len(todo), desc=job.name, unit='img',
                        disable=not progress)
             for (index, task), result in zip(todo, results):
@@ -266,7 +277,8 @@ def prepare(kind: str,
         subimage = None
     test = split == 'test'
     settings = {'seed': seed, 'subset': subset if split == 'train' and task_name != 'sr' else None,
-                'crop_multiple': crop_multiple if test else None, 'subimage': subimage, 'compress_level': compress_level}
+                'crop_multiple': crop_multiple if test else None, 'subimage': subimage,
+                'compress_level': compress_level}
     base_header = {'kind': kind, 'generator': f'ndr_plugin {__version__}', 'sources': [s.name for s in sources]}
 
     if task_name in ('denoise', 'sr'):

@@ -11,7 +11,7 @@ Accepted layouts (folder names are matched case-insensitively; ``--lq-dir``/``--
 * clean images (denoise, SR): every image under each source folder, recursively.
 
 Every problem (a file without its partner, a non-ASCII name, two files that would get the same key) becomes a
-:class:`~ndr_plugin.data.image_io.BadInputError` naming the file.
+:class:`~ndr_plugin.data.dataset_files.BadInputError` naming the file.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ndr_plugin.data.image_io import BadInputError, list_images, make_key
+from ndr_plugin.data.dataset_files import BadInputError, list_images, make_key
 
 __all__ = ['Task', 'clean_tasks', 'rain_pair_tasks', 'haze_pair_tasks', 'find_pair_dirs']
 
@@ -121,7 +121,8 @@ def rain_pair_tasks(src: Path | None,
                     gt_dir: Path | None = None) -> tuple[list[Task], list[BadInputError]]:
     """Rainy/clean pairs; keys ``rain_{N}`` (``rain-N`` names, N zero-padded to 4) or ``rain_{stem}``."""
     problems: list[BadInputError] = []
-    single = src is not None and not (lq_dir or gt_dir) and find_pair_dirs(Path(src), RAIN_LQ_DIRS, RAIN_GT_DIRS) is None
+    explicit = bool(lq_dir or gt_dir)
+    single = src is not None and not explicit and find_pair_dirs(Path(src), RAIN_LQ_DIRS, RAIN_GT_DIRS) is None
     if single:  # RainTrainL: rain-N.png and norain-N.png side by side
         files = list_images(src, recursive=False)
         rainy = [p for p in files if _RAIN_NAME.match(p.stem)]
@@ -144,14 +145,16 @@ def rain_pair_tasks(src: Path | None,
         partner = clean.get(path.stem.lower()) or (clean.get(f'norain-{number.group(1)}') if number else None)
         if partner is None:
             expected = f'{path.stem} or norain-{number.group(1)}' if number else path.stem
-            problems.append(BadInputError(path, f'missing pair partner: no clean image named {expected}.* in {gt_root}'))
+            reason = f'missing pair partner: no clean image named {expected}.* in {gt_root}'
+            problems.append(BadInputError(path, reason))
             continue
         used.add(partner)
         key = make_key('rain', number.group(1)) if number else make_key('rain', path.stem)
         tasks.append(Task(key, {'gt': str(partner), 'lq': str(path)},
                           {'gt': _relative(partner, gt_root), 'lq': _relative(path, lq_root)}))
     for partner in sorted(set(clean.values()) - used):
-        problems.append(BadInputError(partner, f'missing pair partner: no rainy image for this clean image in {lq_root}'))
+        reason = f'missing pair partner: no rainy image for this clean image in {lq_root}'
+        problems.append(BadInputError(partner, reason))
     return _check_unique(tasks, problems), problems
 
 

@@ -31,6 +31,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
+from tqdm import tqdm
 
 from ndr_plugin.compat import torch_load
 from ndr_plugin.models.training_utils import (
@@ -109,6 +110,8 @@ class NDRModel(MultiDatasetValidation, SRModel):
         if unknown:
             raise ValueError(f'train.bidirectional: unknown keys {sorted(unknown)}; known: {list(BIDIRECTIONAL_KEYS)}')
         self.mode = options.get('mode', 'alternate')
+        if self.mode is False:  # YAML 1.1 reads a bare `off` as false
+            self.mode = 'off'
         if self.mode not in MODES:
             raise ValueError(f'train.bidirectional.mode must be one of {MODES}, got {self.mode!r}')
         self.schedule = PhaseSchedule(options.get('restoration_iters', 1), options.get('degradation_iters', 1))
@@ -208,6 +211,18 @@ class NDRModel(MultiDatasetValidation, SRModel):
                 self.model_ema(decay=self.ema_decay)
         self.schedule.advance()
         self._update_log(log, phase, current_iter)
+        self._advance_progress_bar(current_iter)
+
+    def _advance_progress_bar(self, current_iter: int) -> None:
+        """``logger.progress_bar: true`` shows a bar over the training iterations (rank 0), next to the log lines."""
+        if not self.opt['logger'].get('progress_bar') or self.opt['rank'] != 0:
+            return
+        if getattr(self, '_progress', None) is None:
+            total = int(self.opt['train']['total_iter'])
+            self._progress = tqdm(total=total, initial=current_iter - 1, unit='iter', desc='train', dynamic_ncols=True)
+        self._progress.update(1)
+        if current_iter >= self._progress.total:
+            self._progress.close()
 
     def _restoration_step(self) -> tuple[torch.Tensor, dict, list, list]:
         log = {}

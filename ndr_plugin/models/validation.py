@@ -13,7 +13,7 @@ from basicsr.utils import imwrite, tensor2img
 from tqdm import tqdm
 
 from ndr_plugin.metrics.evaluation import compute_metrics
-from ndr_plugin.tiling import tiled_forward
+from ndr_plugin.tiling import forward_padded, tiled_forward
 
 AVERAGE_ROW = 'average'
 
@@ -33,7 +33,9 @@ class MultiDatasetValidation:
         net.eval()
         with torch.no_grad():
             if self.tile is None:
-                self.output = net(self.lq)
+                # Networks that do not pad themselves (e.g. SwinIR: window size) name their multiple in val.pad_multiple.
+                self.output = forward_padded(net, self.lq, getattr(net, 'pad_multiple', self.opt['val'].get(
+                    'pad_multiple', 1)))
             else:
                 self.output = tiled_forward(net, self.lq, *self.tile)
         net.train(was_training)
