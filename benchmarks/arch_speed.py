@@ -66,11 +66,11 @@ PAIRS = (('NDRNet (paper)', 'official restoration_net (reference)'),
 SPEED_TARGET = 0.8  # our paper-size NDRNet forward must take at most this fraction of the official forward's time
 
 
-@functools.lru_cache(maxsize=1)
-def official_model() -> official_reference.NDRN:
+@functools.lru_cache(maxsize=2)
+def official_model(legacy: bool = False) -> official_reference.NDRN:
     """The official model with default initialisation plus noise on the tensors initialised to constants."""
     torch.manual_seed(0)
-    model = official_reference.NDRN().eval()
+    model = official_reference.NDRN(restoration=dict(legacy=legacy), degradation=dict(legacy=legacy)).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if 'norm' in name or 'temperature' in name:
@@ -118,6 +118,30 @@ def inputs(name: str, size: int, device: str = 'cpu') -> tuple:
 
 def first_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def fidelity(size: int = 128) -> list[dict]:
+    """Max abs differences of our converted networks to the official forward, current and legacy-residual code."""
+    rows = []
+    lq, clean = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+    for legacy in (False, True):
+        official = official_model(legacy)
+        net_g_sd, net_deg_sd = convert_official_state_dict(official.state_dict(), keep_bgr=True)
+        net = build_network(dict(type='NDRNet', legacy_residuals=legacy)).eval()
+        deg = build_network(dict(type='NDRDegradationNet', legacy_residuals=legacy)).eval()
+        net.load_state_dict(net_g_sd, strict=True)
+        deg.load_state_dict(net_deg_sd, strict=True)
+        with torch.inference_mode():
+            restored, maps = net(lq, return_degradation=True)
+            official_restored = official.restoration_process(lq)
+            official_maps = [official.x_rep1, official.x_rep2, official.x_rep3]
+            degraded, official_degraded = deg(clean, maps), official.degradation_process(clean)
+        rows.append(dict(variant='legacy residuals' if legacy else 'current (HEAD)', size=size,
+                         restored=(restored - official_restored).abs().max().item(),
+                         maps=max((a - b).abs().max().item() for a, b in zip(maps, official_maps)),
+                         degraded=(degraded - official_degraded).abs().max().item()))
+        print(f'fidelity {rows[-1]}', flush=True)
+    return rows
 
 
 def parameters(net: torch.nn.Module) -> int:
@@ -210,7 +234,7 @@ def run(args) -> dict:
     available = {name: net for name, net in available.items() if net is not None}
     report = dict(machine=dict(python=platform.python_version(), torch=torch.__version__, cpu=platform.processor(),
                                cores=os.cpu_count(), threads=args.threads, load_average=os.getloadavg()),
-                  quick=args.quick, networks={}, comparisons=[], ablations=[], bf16=None)
+                  quick=args.quick, networks={}, comparisons=[], ablations=[], bf16=None, fidelity=fidelity())
     for name, net in available.items():
         entry = dict(options=NETWORKS[name], parameters=parameters(net), macs_g={}, wall_ms={}, cpu_ms={},
                      peak_memory_mib={})
@@ -260,8 +284,7 @@ def run(args) -> dict:
             report['ablations'].append(dict(variant=label, size=128, cpu_ms=timed['cpu_ms'], wall_ms=timed['wall_ms']))
             print(f'ablation {label}: {timed["cpu_ms"]:.0f} ms', flush=True)
     if args.bf16 and 'NDRNet (paper)' in available:
-        report['bf16'] = bf16_mode(available['NDRNet (paper)'], available['official restoration_net (reference)'],
-                                   repeats[128])
+        report['bf16'] = bf16_mode(available['NDRNet (paper)'], available['official restoration_net (reference)'])
     if not args.skip_memory:
         for name in available:
             for size in sizes:
@@ -274,7 +297,7 @@ def run(args) -> dict:
     return report
 
 
-def bf16_mode(net, official, repeats: int) -> dict:
+def bf16_mode(net, official, repeats: int = 1) -> dict:
     """Opt-in reduced precision: bfloat16 autocast on CPU, its speed and its deviation from the float32 official."""
     image = inputs('NDRNet (paper)', 128)[0]
     with torch.inference_mode():
@@ -307,6 +330,11 @@ def markdown(report: dict) -> str:
         lines.append(f'| {c["ours"]} | {c["size"]} | {nets[c["ours"]]["cpu_ms"][c["size"]]:.0f} | '
                      f'{nets[c["official"]]["cpu_ms"][c["size"]]:.0f} | {c["cpu_ratio"]:.2f} | {c["wall_ratio"]:.2f} '
                      f'| {c["max_abs_diff"]:.1e} |')
+    lines += ['', 'Fidelity at paper size, 128 px, random official-format weights converted with '
+                  '`convert_official_state_dict` (max abs difference to the official forward):', '',
+              '| official code | restored | degradation maps | degraded (NDRDegradationNet) |', '|---|---|---|---|']
+    lines += [f'| {f["variant"]} | {f["restored"]:.1e} | {f["maps"]:.1e} | {f["degraded"]:.1e} |'
+              for f in report['fidelity']]
     paper = [c for c in report['comparisons'] if c['ours'] == 'NDRNet (paper)']
     if paper:
         worst = max(c['cpu_ratio'] for c in paper)

@@ -93,8 +93,9 @@ def main() -> None:
     warnings.simplefilter('ignore')
     images, what = source_images()
     cores = os.cpu_count() or 1
-    results: dict = {'inputs': what, 'patch': PATCH, 'cpu_cores': cores, 'python': platform.python_version(),
-                     'machine': platform.machine()}
+    load = round(os.getloadavg()[0], 1) if hasattr(os, 'getloadavg') else None
+    results: dict = {'inputs': what, 'patch': PATCH, 'cpu_cores': cores, 'load_average_at_start': load,
+                     'python': platform.python_version(), 'machine': platform.machine()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = tmp / 'src'
@@ -135,7 +136,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / 'data_speed.json').write_text(json.dumps(results, indent=2) + '\n')
     lines = ['# Data pipeline speed', '', f'Inputs: {results["inputs"]}; {PATCH}x{PATCH} patches; '
-             f'{cores} CPU core(s); one process (what one DataLoader worker sees); median of 3 runs.', '',
+             f'{cores} CPU core(s), load average {load} at start; one process (what one DataLoader worker sees); '
+             'median of 3 runs. All files are in the page cache, so small images compare PNG decoding plus '
+             'file-system calls only (cold caches and network file systems were not measured). A load average above '
+             'the core count means other processes shared the CPUs and the parallel figures are pessimistic.', '',
              '| measurement | value |', '|---|---|']
     for key, label in (('small_images_PairedImageDataset_patches_per_s', 'small images, patches/s'),
                        ('large_images_MultiDegradationDataset_patches_per_s', 'large images + noise, patches/s'),

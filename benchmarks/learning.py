@@ -9,8 +9,11 @@ ship with scikit-image, with synthesised noise, rain, haze and downsampling; see
 * ``ndr_alternate``: tiny NDRNet, bidirectional mode ``alternate`` (the paper);
 * ``ndr_joint``: the same, mode ``joint`` (the official code's step);
 * ``ndr_off``: the same network, restoration loss only (no degradation network);
-* ``no_ndr``: the same backbone without NDR, query and injection (``use_ndr: false``);
+* ``no_ndr``: the same backbone without NDR, query and injection (``use_ndr: false``; no global residual, which
+  NDRNet has only in its ``legacy_residuals`` form);
 * ``promptir``: a tiny PromptIR.
+
+The networks are the demo's (``ndr_plugin.demo.TINY_NDRNET`` and ``BASELINES``).
 
 The learning rate is constant, so the runs are comparable whatever number of iterations each manages. The trained
 networks are then scored on real images from ``../shared/data`` (CBSD68 with sigma-25 noise, seeded per image; the
@@ -44,30 +47,21 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
            'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False},
            'psnr_aio': {'type': 'calculate_psnr_aio'}, 'ssim_aio': {'type': 'calculate_ssim_aio'}}
-TINY_PROMPTIR = {'type': 'PromptIR', 'dim': 16, 'num_blocks': [1, 1, 1, 2], 'num_refinement_blocks': 1,
-                 'heads': [1, 1, 2, 2], 'ffn_expansion_factor': 2.0, 'prompt_dims': [16, 32, 64],
-                 'prompt_sizes': [32, 16, 8], 'prompt_len': 5}
 
 
 def run_options(run: str, data_root: Path, seed: int) -> dict:
-    opt = demo.train_options(f'learning_{run}', data_root, iters=10**6, seed=seed)
+    model = run if run in demo.BASELINES else 'ndr'
+    opt = demo.train_options(f'learning_{run}', data_root, iters=10**6, seed=seed, model=model)
     opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [10**7], 'gamma': 1.0}  # constant rate
     for key in [k for k in opt['datasets'] if k.startswith('val')]:
         del opt['datasets'][key]
     opt.pop('val')
     opt['logger'].update(print_freq=10**6, use_tb_logger=False, progress_bar=False)
-    mode = {'ndr_alternate': 'alternate', 'ndr_joint': 'joint'}.get(run, 'off')
-    opt['train']['bidirectional'] = {'mode': mode}
-    if mode == 'off':
-        opt.pop('network_deg')
-        opt['train'].pop('optim_deg')
-        opt['train'].pop('degradation_opt')
-    if run == 'no_ndr':
-        opt['network_g'] = {k: v for k, v in opt['network_g'].items()
-                            if k not in ('num_atoms', 'atom_dim', 'degradation_dim', 'cp_rank')}
-        opt['network_g']['use_ndr'] = False
-    if run == 'promptir':
-        opt['network_g'] = dict(TINY_PROMPTIR)
+    if run == 'ndr_joint':
+        opt['train']['bidirectional'] = {'mode': 'joint'}
+    elif run == 'ndr_off':
+        opt['train']['bidirectional'] = {'mode': 'off'}
+        del opt['network_deg'], opt['train']['optim_deg'], opt['train']['degradation_opt']
     return opt
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import pickle
 import re
 import sys
 import tempfile
@@ -266,6 +267,9 @@ def convert_official_state_dict(state_dict: Mapping, keep_bgr: bool = False
     ``keep_bgr``, the first and last convolutions are flipped so the networks take and give RGB images.
     """
     official = _unwrap(state_dict)
+    if not is_official_state_dict(official):
+        raise ValueError('Not an official NDR-Restore checkpoint (no restoration_net.* or NDR keys); weights saved '
+                         'by this plugin load directly')
     net_g_options, net_deg_options = official_network_options(official)
     unknown = sorted(k for k in official if k not in NDR_KEYS and not k.startswith((RESTORATION_PREFIX,
                                                                                    DEGRADATION_PREFIX)))
@@ -321,17 +325,18 @@ def convert_official_checkpoint(in_path: str, out_path: str, keep_bgr: bool = Fa
     official = torch_load(in_path)
     net_g_sd, net_deg_sd = convert_official_state_dict(official, keep_bgr=keep_bgr)
     net_g_options, net_deg_options = official_network_options(official)
-    written = []
-    for net_cls, options, weights, path in ((NDRNet, net_g_options, net_g_sd, out_path),
-                                            (NDRDegradationNet, net_deg_options, net_deg_sd, degradation_path(out_path))):
-        if weights is None:
-            written.append(None)
-            continue
-        options = dict(options, legacy_residuals=legacy_residuals)
-        net_cls(**options).load_state_dict(weights, strict=True)
-        _save_atomically({'params': weights, 'network_options': dict(type=net_cls.__name__, **options)}, path)
-        written.append(path)
-    return written[0], written[1]
+    g_path = _write(NDRNet, net_g_options, net_g_sd, legacy_residuals, out_path)
+    deg_path = None
+    if net_deg_sd is not None:
+        deg_path = _write(NDRDegradationNet, net_deg_options, net_deg_sd, legacy_residuals, degradation_path(out_path))
+    return g_path, deg_path
+
+
+def _write(net_cls: type, options: dict, weights: dict[str, torch.Tensor], legacy_residuals: bool, path: str) -> str:
+    options = dict(options, legacy_residuals=legacy_residuals)
+    net_cls(**options).load_state_dict(weights, strict=True)
+    _save_atomically({'params': weights, 'network_options': dict(type=net_cls.__name__, **options)}, path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         g_path, deg_path = convert_official_checkpoint(args.input, args.output, args.keep_bgr, args.legacy_residuals)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, pickle.UnpicklingError) as err:
         print(f'convert_official: {args.input}: {err}', file=sys.stderr)
         return 1
     order = 'BGR (as trained)' if args.keep_bgr else 'RGB'

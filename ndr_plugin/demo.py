@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,14 +54,25 @@ TEST_SETS = {
     'denoise_50': {'type': 'noise', 'sigmas': [50]},
     'derain': {'type': 'rain', 'style': 'light'},
     'dehaze': {'type': 'haze'},
-    'sr_x2': {'type': 'downsample', 'scales': [2]},
+    'sr_x3': {'type': 'downsample', 'scales': [3]},
     'sr_x4': {'type': 'downsample', 'scales': [4]},
 }
+# legacy_residuals: the official variant with the global input residual (before commit 7c0bd21). A network that only
+# has to learn the correction trains in a few hundred CPU iterations; HEAD's variant must first learn the identity.
 TINY_NDRNET = {
     'type': 'NDRNet', 'dim': 16, 'num_blocks': [1, 1, 1, 2], 'num_refinement_blocks': 1, 'heads': [1, 1, 2, 2],
     'ffn_expansion_factor': 2.0, 'num_atoms': 16, 'atom_dim': 32, 'degradation_dim': 16, 'cp_rank': 4,
+    'legacy_residuals': True,
 }
 TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 16, 'degradation_dim': 16, 'cp_rank': 4}
+# Baselines trained on the same demo data with the same schedule (restoration loss only), for ndr-compare.
+BASELINES = {
+    'no_ndr': {k: v for k, v in TINY_NDRNET.items() if k not in ('num_atoms', 'atom_dim', 'degradation_dim',
+                                                                  'cp_rank', 'legacy_residuals')} | {'use_ndr': False},
+    'promptir': {'type': 'PromptIR', 'dim': 16, 'num_blocks': [1, 1, 1, 2], 'num_refinement_blocks': 1,
+                 'heads': [1, 1, 2, 2], 'ffn_expansion_factor': 2.0, 'prompt_dims': [16, 32, 64],
+                 'prompt_sizes': [32, 16, 8], 'prompt_len': 5},
+}
 
 
 def load_photo(name: str) -> np.ndarray | None:
@@ -153,7 +164,11 @@ def build_data(root: Path, seed: int, per_photo: int, variants: int) -> None:
     stamp.write_text(json.dumps(recipe))
 
 
-def train_options(name: str, data_root: Path, iters: int, seed: int) -> dict[str, Any]:
+def network_options(model: str) -> dict[str, Any]:
+    return dict(TINY_NDRNET) if model == 'ndr' else dict(BASELINES[model])
+
+
+def train_options(name: str, data_root: Path, iters: int, seed: int, model: str = 'ndr') -> dict[str, Any]:
     train_sources = [{'name': 'denoise', 'dataroot_gt': str(data_root / 'train' / 'clean.lmdb'),
                       'degradation': {'type': 'noise', 'sigmas': NOISE_SIGMAS}, 'ratio': 3}]
     for degradation in TRAIN_DEGRADATIONS:
@@ -161,12 +176,12 @@ def train_options(name: str, data_root: Path, iters: int, seed: int) -> dict[str
         train_sources.append({'name': degradation, 'dataroot_gt': str(folder / 'gt.lmdb'),
                               'dataroot_lq': str(folder / 'lq.lmdb'), 'ratio': 1})
     val = {}
-    for i, test_set in enumerate(('denoise_25', 'derain', 'dehaze', 'sr_x2')):
+    for i, test_set in enumerate(('denoise_25', 'derain', 'dehaze', 'sr_x4')):
         folder = data_root / 'test' / test_set
         val['val' if i == 0 else f'val_{i}'] = {
             'name': test_set, 'type': 'PairedImageDataset', 'dataroot_gt': str(folder / 'gt.lmdb'),
             'dataroot_lq': str(folder / 'lq.lmdb'), 'io_backend': {'type': 'lmdb'}}
-    return {
+    opt = {
         'name': name, 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': seed,
         'datasets': {
             'train': {'name': 'demo_train', 'type': 'MultiDegradationDataset', 'sources': train_sources,
@@ -193,9 +208,14 @@ def train_options(name: str, data_root: Path, iters: int, seed: int) -> dict[str
         'logger': {'print_freq': max(iters // 10, 1), 'save_checkpoint_freq': iters, 'use_tb_logger': True,
                    'progress_bar': True, 'wandb': {'project': None}},
     }
+    if model != 'ndr':
+        opt['network_g'] = network_options(model)
+        del opt['network_deg'], opt['train']['optim_deg'], opt['train']['degradation_opt']
+        opt['train']['bidirectional'] = {'mode': 'off'}
+    return opt
 
 
-def test_options(name: str, data_root: Path, weights: Path) -> dict[str, Any]:
+def test_options(name: str, data_root: Path, weights: Path, model: str = 'ndr') -> dict[str, Any]:
     datasets = {}
     for i, test_set in enumerate(TEST_SETS, start=1):
         folder = data_root / 'test' / test_set
@@ -204,7 +224,7 @@ def test_options(name: str, data_root: Path, weights: Path) -> dict[str, Any]:
                                  'io_backend': {'type': 'lmdb'}}
     return {
         'name': name, 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
-        'datasets': datasets, 'network_g': dict(TINY_NDRNET),
+        'datasets': datasets, 'network_g': network_options(model),
         'path': {'pretrain_network_g': str(weights), 'strict_load_g': True, 'param_key_g': 'params'},
         'val': {'save_img': True, 'suffix': 'restored', 'pbar': True,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
@@ -291,9 +311,9 @@ def real_pairs(real_root: Path, max_images: int) -> dict[str, list[tuple[str, np
     return {k: v for k, v in sets.items() if v}
 
 
-def score_real(weights: Path, real_root: Path, max_images: int) -> dict[str, dict[str, float]]:
+def score_real(weights: Path, network: dict[str, Any], real_root: Path, max_images: int) -> dict[str, dict[str, float]]:
     from ndr_plugin.inference import Restorer
-    restorer = Restorer(str(weights), opt={'network_g': dict(TINY_NDRNET)}, device='cpu')
+    restorer = Restorer(str(weights), opt={'network_g': network}, device='cpu')
     metrics = {}
     for name, pairs in real_pairs(real_root, max_images).items():
         rows_in, rows_out = [], []
@@ -319,11 +339,12 @@ def _table(metrics: dict[str, dict[str, float]]) -> list[str]:
 
 def write_report(out_dir: Path, metrics: dict, real: dict | None, opt: dict, seconds: float) -> Path:
     net = opt['network_g']
+    params = sum(p.numel() for p in _build(net).parameters())
     lines = [f"# NDR demo report: {opt['name']}", '',
-             f"A tiny NDRNet (dim {net['dim']}, {net['num_atoms']} atoms) trained for {opt['train']['total_iter']} "
-             f"iterations with NDRModel (bidirectional mode `{opt['train']['bidirectional']['mode']}`) on CPU, "
-             f'{seconds / 60:.1f} minutes in all. Held-out photographs, PSNR (dB) and SSIM as in BasicSR '
-             '(8-bit, RGB, no border crop).', '']
+             f"A tiny {net['type']} ({params:,} parameters) trained for {opt['train']['total_iter']} iterations with "
+             f"NDRModel (bidirectional mode `{opt['train']['bidirectional']['mode']}`) on CPU, {seconds / 60:.1f} "
+             'minutes in all (data, training, testing, scoring). Scored on crops of photographs held out from '
+             'training; PSNR (dB) and SSIM as in BasicSR (8-bit, RGB, no border crop).', '']
     lines += _table(metrics)
     improved = all(m['output_psnr'] > m['input_psnr'] for m in metrics.values())
     lines += ['', f"Every degradation improved: {'yes' if improved else 'NO'}.", '', '![grid](grid.png)', '']
@@ -338,21 +359,31 @@ def write_report(out_dir: Path, metrics: dict, real: dict | None, opt: dict, sec
     return path
 
 
+def _run_entry_point(module: str, option_file: Path) -> None:
+    """Run ``python -m MODULE -opt FILE`` as a user would (each run gets its own BasicSR log file)."""
+    proc = subprocess.run([sys.executable, '-m', module, '-opt', str(option_file)])
+    if proc.returncode != 0:
+        raise SystemExit(f'ndr-demo: python -m {module} -opt {option_file} failed (exit {proc.returncode})')
+
+
+def _build(network: dict[str, Any]):
+    from basicsr.archs import build_network
+    return build_network(dict(network))
+
+
 def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | None, real_max: int,
-        per_photo: int, variants: int) -> dict[str, Any]:
-    from ndr_plugin import test as ndr_test
-    from ndr_plugin import train as ndr_train
+        per_photo: int, variants: int, model: str = 'ndr') -> dict[str, Any]:
     start = time.time()
     build_data(data_root, seed, per_photo, variants)
     options_dir = Path('options_generated') / name
-    train_opt = train_options(name, data_root, iters, seed)
+    train_opt = train_options(name, data_root, iters, seed, model)
     train_yml = write_yaml(train_opt, options_dir / 'train.yml')
-    print(f'Training a tiny NDRNet for {iters} iterations (options: {train_yml})')
-    ndr_train.main(['-opt', str(train_yml)])
+    print(f"Training a tiny {train_opt['network_g']['type']} for {iters} iterations (options: {train_yml})")
+    _run_entry_point('ndr_plugin.train', train_yml)
     weights = Path('experiments') / name / 'models' / 'net_g_latest.pth'
-    test_yml = write_yaml(test_options(name, data_root, weights), options_dir / 'test.yml')
+    test_yml = write_yaml(test_options(name, data_root, weights, model), options_dir / 'test.yml')
     print(f'Testing on the held-out photographs (options: {test_yml})')
-    ndr_test.main(['-opt', str(test_yml)])
+    _run_entry_point('ndr_plugin.test', test_yml)
     results = Path('results') / name
     metrics, grid_rows = score_test_sets(data_root, results)
     width = max(r.shape[1] for r in grid_rows)
@@ -362,7 +393,7 @@ def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | Non
     real = None
     if real_root is not None and real_root.is_dir():
         print(f'Scoring real benchmark pairs from {real_root}')
-        real = score_real(weights, real_root, real_max)
+        real = score_real(weights, train_opt['network_g'], real_root, real_max)
     payload = dict(metrics)
     if real:
         payload['real_images_outside_training_set'] = real
@@ -375,7 +406,10 @@ def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='ndr-demo', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--name', default='ndr_demo', help='experiment and results name (default ndr_demo)')
+    parser.add_argument('--model', choices=['ndr', *BASELINES], default='ndr',
+                        help='ndr (default), or a baseline trained on the same data: no_ndr (the NDRNet backbone '
+                             'without NDR), promptir (a tiny PromptIR)')
+    parser.add_argument('--name', default=None, help='experiment and results name (default ndr_demo[_MODEL])')
     parser.add_argument('--iters', type=int, default=400, help='training iterations (default 400)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data-root', default='datasets/ndr_demo', help='where the demo LMDBs are built')
@@ -386,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--variants', type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     real_root = Path(args.real_data) if args.real_data else None
-    run(args.name, args.iters, args.seed, Path(args.data_root), real_root, args.real_max, args.patches_per_photo,
-        args.variants)
+    name = args.name or ('ndr_demo' if args.model == 'ndr' else f'ndr_demo_{args.model}')
+    run(name, args.iters, args.seed, Path(args.data_root), real_root, args.real_max, args.patches_per_photo,
+        args.variants, args.model)
     return 0
 
 

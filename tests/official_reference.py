@@ -357,12 +357,12 @@ class NDRN(nn.Module):
 TINY_SIZES = dict(num_atoms=4, atom_dim=8, dim=8, n_feat=8, rank=2)
 
 
-def tiny_official(legacy=False, unused_legacy_modules=False, in_channels=3, out_channels=3):
+def tiny_official(legacy=False, unused_legacy_modules=False, num_blocks=(1, 2, 1, 2)):
     """A small official-structure model for fast tests: every module type present, every size changed."""
     s = TINY_SIZES
-    common = dict(in_channels=in_channels, out_channels=out_channels, dim=s['dim'], n_feat=s['n_feat'],
-                  rank=s['rank'], legacy=legacy, unused_legacy_modules=unused_legacy_modules)
-    restoration = dict(common, num_blocks=(1, 2, 1, 2), num_refinement_blocks=1, heads=(1, 2, 2, 4))
+    common = dict(dim=s['dim'], n_feat=s['n_feat'], rank=s['rank'], legacy=legacy,
+                  unused_legacy_modules=unused_legacy_modules)
+    restoration = dict(common, num_blocks=num_blocks, num_refinement_blocks=1, heads=(1, 2, 2, 4))
     degradation = dict(common, reduction=4, n_resblocks=1)
     return NDRN(s['num_atoms'], s['atom_dim'], restoration, degradation)
 

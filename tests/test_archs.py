@@ -10,8 +10,11 @@ from torch.nn import functional as F
 
 import ndr_plugin  # noqa: F401  (compat before BasicSR)
 from basicsr.archs import build_network
+from ndr_plugin.archs import ndr_arch, ndr_degradation_arch
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
+from ndr_plugin.archs.ndr_modules import DegradationInjection, DegradationQuery, LowRankCPGate
+from ndr_plugin.archs.restormer_blocks import GDFN, MDTA, LayerNorm2d, TransformerBlock
 import official_reference
 
 TINY_G = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2), ffn_expansion_factor=2.0,
@@ -50,6 +53,8 @@ def test_paper_parameter_counts_equal_official():
 
 
 def test_reference_has_exactly_the_official_keys():
+    # data/ndr_official_keys.json: every state_dict key and shape of the official NDRN (mdyao/NDR-Restore at e4e0436),
+    # in the official order, so official checkpoints load into the reference with strict=True.
     expected = json.loads(OFFICIAL_KEYS.read_text())
     with torch.device('meta'):
         state = official_reference.NDRN().state_dict()
@@ -159,8 +164,8 @@ def test_bad_inputs_give_clear_errors(tiny_pair):
         deg(torch.rand(1, 1, 16, 16), maps)
     with pytest.raises(ValueError, match='num_blocks and heads need 4 values'):
         NDRNet(num_blocks=(1, 1, 1))
-    with pytest.raises(ValueError, match='not divisible by num_heads'):
-        NDRNet(dim=8, heads=(3, 1, 1, 1))
+    with pytest.raises(ValueError, match=r'level 4 has 64 channels \(dim=8 \* 8\), which heads\[3\]=6 does not'):
+        NDRNet(dim=8)
     with pytest.raises(ValueError, match='in_channels and out_channels must be equal'):
         NDRDegradationNet(in_channels=3, out_channels=1)
 
@@ -197,3 +202,52 @@ def test_build_from_option_dict():
     _, maps = net(x, return_degradation=True)
     assert deg(x, maps).shape == x.shape
     assert NDRNet.pad_multiple == NDRDegradationNet.pad_multiple == 8
+
+
+@pytest.mark.parametrize('make_block', [
+    lambda: TransformerBlock(16, 2, 2.66, bias=True), lambda: LayerNorm2d(16), lambda: MDTA(16, 4, bias=False),
+    lambda: GDFN(16, 2.66, bias=True), lambda: LowRankCPGate(16, rank=3, residual=True)],
+    ids=['transformer_block', 'layer_norm', 'mdta', 'gdfn', 'cp_gate'])
+def test_blocks_agree_in_both_memory_layouts(make_block):
+    # CPU runs channels-last; other devices keep channels-first, whose code paths must compute the same function.
+    torch.manual_seed(0)
+    block = make_block()
+    x = torch.randn(2, 16, 12, 20, requires_grad=True)
+    outputs, grads = [], []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        block.zero_grad()
+        x.grad = None
+        out = block(x.contiguous(memory_format=layout))
+        out.square().sum().backward()
+        outputs.append(out)
+        grads.append([x.grad] + [p.grad for p in block.parameters()])
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_query_and_injection_agree_in_both_memory_layouts():
+    torch.manual_seed(0)
+    query, inject = DegradationQuery(16, 8, 12), DegradationInjection(16, 8, 3)
+    atoms = torch.randn(5, 12)
+    feature = torch.randn(2, 16, 12, 20)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        degradation_map, weights = query(feature.contiguous(memory_format=layout), atoms)
+        results.append((degradation_map, weights, inject(feature.contiguous(memory_format=layout), degradation_map)))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_channels_first_network_matches(tiny_pair, monkeypatch):
+    net, deg = tiny_pair
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        restored, maps = net(x, return_degradation=True)
+        degraded = deg(x, maps)
+        monkeypatch.setattr(ndr_arch, 'preferred_layout', lambda t: t)
+        monkeypatch.setattr(ndr_degradation_arch, 'preferred_layout', lambda t: t)
+        restored_nchw, maps_nchw = net(x, return_degradation=True)
+        assert not maps_nchw[0].is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(restored, restored_nchw, atol=1e-5)
+        assert torch.allclose(degraded, deg(x, maps_nchw), atol=1e-5)

@@ -134,7 +134,7 @@ def test_rgb_conversion_flips_channels():
 
 def test_every_official_tensor_is_used():
     torch.manual_seed(0)
-    official = tiny_official().eval()
+    official = tiny_official(num_blocks=(1, 1, 1, 1)).eval()  # every tensor kind; the block indices are checked above
     official_sd = randomise(official, 5)
     lq, clean = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     net, deg = converted(official_sd, legacy=False)
@@ -168,6 +168,8 @@ def test_checkpoint_variants_are_accepted():
     assert deg_none is None and g_only.keys() == net_g_sd.keys()
     assert all(torch.equal(g_only[k], net_g_sd[k]) for k in g_only)
     assert not is_official_state_dict(net_g_sd) and not is_official_state_dict({'params': net_g_sd})
+    with pytest.raises(ValueError, match='Not an official NDR-Restore checkpoint'):
+        convert_official_state_dict({'params': net_g_sd})
 
 
 def test_bad_checkpoints_give_clear_errors():

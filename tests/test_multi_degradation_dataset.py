@@ -130,6 +130,7 @@ def test_sampling_ratios_hold(roots):
 def _batches(roots, seed: int, workers: int, prefetch: str | None = None) -> list[dict]:
     dataset = make(roots)
     set_random_seed(seed)
+    dataset[12]  # the main process holds the LMDBs open when the workers fork: they must still be able to open them
     sampler = EnlargedSampler(dataset, 1, 0, 1)
     loader_opt = {'phase': 'train', 'num_worker_per_gpu': workers, 'batch_size_per_gpu': 4, 'prefetch_mode': prefetch}
     loader = build_dataloader(dataset, loader_opt, num_gpu=0, dist=False, sampler=sampler, seed=seed)

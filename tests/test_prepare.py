@@ -76,6 +76,24 @@ def test_denoise_test_round_trip_through_basicsr(cbsd, tmp_path):
         assert set(p.name for p in folder.iterdir()) == {'gt', 'lq', 'gt.lmdb', 'lq.lmdb'}
 
 
+def test_sequential_seeding_is_airnet_promptir_noise(cbsd, tmp_path):
+    with pytest.warns(UserWarning):
+        prepare('denoise-test', [cbsd], tmp_path, sigmas=[15, 25], seeding='sequential', quantize='truncate',
+                crop_multiple=16, workers=1, progress=False)
+    np.random.seed(0)  # what AirNet/PromptIR do once, then noise for every image at sigma 15, then at 25
+    for sigma in (15, 25):
+        for src in sorted(cbsd.iterdir()):
+            clean = cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)  # as PIL loads it; 96x128: no crop needed
+            noisy = np.clip(clean + np.random.randn(*clean.shape) * sigma, 0, 255).astype(np.uint8)
+            ours = cv2.imread(str(tmp_path / f'sigma{sigma}' / 'lq' / f'noise{sigma}_{src.stem}.png'))
+            assert np.array_equal(ours, noisy[..., ::-1])
+    with pytest.warns(UserWarning):  # AirNet's crop_img: centred, remainder split with the smaller half first
+        prepare('denoise-test', [cbsd], tmp_path / 'crop', sigmas=[15], crop_multiple=40, workers=1, progress=False)
+    src = sorted(cbsd.iterdir())[0]
+    gt = cv2.imread(str(tmp_path / 'crop' / 'sigma15' / 'gt' / f'noise15_{src.stem}.png'))
+    assert np.array_equal(gt, cv2.imread(str(src))[8:88, 4:124])
+
+
 def test_same_seed_same_bytes_whatever_the_workers(cbsd, tmp_path):
     kwargs = dict(sigmas=[25], progress=False)
     with pytest.warns(UserWarning):

@@ -64,10 +64,14 @@ class NDRNet(nn.Module):
                              f'out_channels, got {in_channels} and {out_channels}')
         if legacy_residuals and not use_ndr:
             raise ValueError('NDRNet: legacy_residuals describes the NDR skip connections; it needs use_ndr=True')
+        dims = [dim, dim * 2, dim * 4, dim * 8]
+        for level, (channels, num_heads) in enumerate(zip(dims, heads)):
+            if channels % num_heads:
+                raise ValueError(f'NDRNet: level {level + 1} has {channels} channels (dim={dim} * {2 ** level}), '
+                                 f'which heads[{level}]={num_heads} does not divide')
         self.in_channels = in_channels
         self.use_ndr = use_ndr
         self.legacy_residuals = legacy_residuals
-        dims = [dim, dim * 2, dim * 4, dim * 8]
 
         def stage(channels: int, blocks: int, num_heads: int) -> nn.Sequential:
             return transformer_stage(channels, blocks, num_heads, ffn_expansion_factor, bias)

@@ -32,7 +32,7 @@ class ResidualDoubleConv(nn.Module):
         self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.relu(self.conv2(F.relu(self.conv1(x))))
+        return x + F.relu(self.conv2(F.relu(self.conv1(x), inplace=True)), inplace=True)
 
 
 @ARCH_REGISTRY.register()

@@ -34,14 +34,9 @@ class LayerNorm2d(nn.Module):
         if is_channels_last(x):  # the channels are contiguous: one fused kernel
             return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias,
                                 self.eps).permute(0, 3, 1, 2)
-        # Channels-first: reductions over the channel axis are strided and slow, so take the per-pixel moments
-        # with (1 x C) @ (C x HW) products instead.
-        b, c, h, w = x.shape
-        flat = x.reshape(b, c, h * w)
-        averaging = flat.new_full((1, c), 1.0 / c)
-        centered = flat - averaging @ flat
-        normed = centered * torch.rsqrt(averaging @ centered.square() + self.eps)
-        return torch.addcmul(self.bias.view(c, 1), normed, self.weight.view(c, 1)).view(b, c, h, w)
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)
+        normed = (x - mean) * torch.rsqrt(var + self.eps)
+        return torch.addcmul(self.bias.view(-1, 1, 1), normed, self.weight.view(-1, 1, 1))
 
 
 class MDTA(nn.Module):
@@ -72,12 +67,7 @@ class MDTA(nn.Module):
         qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c).transpose(1, 2) if channels_last else \
             qkv.reshape(b, 3 * c, h * w)
         q, k, v = qkv.unflatten(1, (3, heads, head_dim)).unbind(1)
-        # Cosine similarity between channels: the L2 normalisation of q and k along the pixels is applied to the
-        # small (head_dim x head_dim) product instead of to the two (head_dim x HW) operands.
-        q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
-        k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
-        scale = self.temperature / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)  # (B, heads, head_dim, head_dim)
+        attn = torch.softmax(self._cosine_similarity(q, k) * self.temperature, dim=-1)  # (B, heads, hd, hd)
         # project_out(attn @ v) as one product: fold the 1x1 projection into the block-diagonal attention matrix.
         weight = self.project_out.weight.view(c, heads, head_dim)
         mixing = torch.einsum('ohi,bhij->bohj', weight, attn).reshape(b, c, c)
@@ -89,6 +79,18 @@ class MDTA(nn.Module):
         if self.project_out.bias is not None:
             out = out + self.project_out.bias.view(c, 1, 1)
         return out
+
+    @staticmethod
+    def _cosine_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity between the channels of q and k (B, heads, head_dim, HW), i.e. L2-normalised q @ k^T."""
+        if q.dtype != torch.float32:
+            # Reduced precision: normalise the operands first, as the official code does, to keep q @ k^T in range.
+            return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        # float32: divide the small (head_dim x head_dim) product by the norms instead of normalising the two large
+        # (head_dim x HW) operands.
+        q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
+        k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
+        return (q @ k.transpose(-2, -1)) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
 
 
 class GDFN(nn.Module):

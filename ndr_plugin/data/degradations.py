@@ -78,7 +78,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------------
 def add_gaussian_noise(img: np.ndarray,
                        sigma: float,
-                       rng: np.random.Generator,
+                       rng: np.random.Generator | np.random.RandomState,
                        *,
                        clip: bool = True,
                        quantize: str | None = None) -> np.ndarray:
@@ -87,7 +87,7 @@ def add_gaussian_noise(img: np.ndarray,
     Args:
         img: clean image, uint8 or float in [0, 1].
         sigma: standard deviation on the 0-255 scale (15, 25, 50 in the benchmarks).
-        rng: source of the noise.
+        rng: source of the noise (a legacy ``RandomState`` draws what ``np.random.randn`` would).
         clip: clip to [0, 1] (every all-in-one protocol does; DnCNN/Restormer test scripts do not).
         quantize: ``None`` keeps float values (NDR, BasicSR), ``'round'`` rounds to the 8-bit grid (a saved PNG),
             ``'truncate'`` truncates to it like AirNet/PromptIR's ``uint8`` cast. Quantisation implies clipping.

@@ -1,7 +1,8 @@
-"""One image source of a dataset: an LMDB or a folder, clean only or paired, read through BasicSR's FileClient.
+"""One image source of a dataset: an LMDB or a folder, clean only or paired.
 
-The FileClient (and with it every LMDB environment) is created on the first read, i.e. inside each DataLoader worker,
-never in the process that built the dataset; this is what BasicSR's own datasets do and what LMDB requires.
+LMDB environments are opened on the first read, i.e. inside each DataLoader worker, as BasicSR's FileClient does; they
+are shared within a process and closed before it forks (see :func:`ndr_plugin.data.lmdb_io.open_reader`), which
+py-lmdb 3 requires and BasicSR's FileClient does not do.
 """
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from basicsr.utils import FileClient
-
 from ndr_plugin.data.dataset_files import BadInputError, decode_image, list_images
-from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
+from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb, open_reader
 
 __all__ = ['ImageSource']
 
@@ -24,7 +23,7 @@ class ImageSource:
         name: name used in error messages.
         dataroot_gt: LMDB folder (``*.lmdb``) or image folder of clean images.
         dataroot_lq: the degraded partner (same backend), or None for a clean-only source.
-        io_backend: ``{'type': 'lmdb' | 'disk', ...}``; None picks lmdb for paths ending in ``.lmdb``, else disk.
+        io_backend: ``{'type': 'lmdb' | 'disk'}``; None picks lmdb for paths ending in ``.lmdb``, else disk.
         filename_tmpl: disk pairs: the LQ name is ``filename_tmpl.format(gt_stem) + gt_extension`` (BasicSR's rule).
     """
 
@@ -41,9 +40,9 @@ class ImageSource:
         self.backend_type = backend.pop('type', None)
         if self.backend_type not in ('lmdb', 'disk'):
             raise ValueError(f"source '{name}': io_backend type must be 'lmdb' or 'disk', got {self.backend_type!r}")
-        self.backend_kwargs = backend
+        if backend:
+            raise ValueError(f"source '{name}': io_backend options {sorted(backend)} are not supported (only 'type')")
         self.filename_tmpl = filename_tmpl
-        self._client: FileClient | None = None
         roots = [('dataroot_gt', self.gt_root)] + ([('dataroot_lq', self.lq_root)] if self.lq_root else [])
         for option, root in roots:
             if not Path(root).exists():
@@ -85,19 +84,17 @@ class ImageSource:
         return items
 
     def _read(self, path: str, role: str) -> np.ndarray:
-        if self._client is None:
-            if self.backend_type == 'lmdb':
-                roots, keys = [self.gt_root], ['gt']
-                if self.lq_root:
-                    roots, keys = [self.lq_root, self.gt_root], ['lq', 'gt']
-                self._client = FileClient('lmdb', db_paths=roots, client_keys=keys, **self.backend_kwargs)
-            else:
-                self._client = FileClient('disk', **self.backend_kwargs)
-        data = self._client.get(path, role)
-        where = f'{self.gt_root if role == "gt" else self.lq_root}:{path}' if self.backend_type == 'lmdb' else path
-        if data is None:
-            raise KeyError(f"source '{self.name}': record {where} is missing")
-        img, _ = decode_image(bytes(data), where)
+        if self.backend_type == 'lmdb':
+            root = self.gt_root if role == 'gt' else self.lq_root
+            where = f'{root}:{path}'
+            with open_reader(root).begin() as txn:
+                data = txn.get(path.encode('ascii'))
+            if data is None:
+                raise KeyError(f"source '{self.name}': record {where} is missing")
+        else:
+            where = path
+            data = Path(path).read_bytes()
+        img, _ = decode_image(data, where)
         return img.astype(np.float32) / 255.0
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, str, str]:

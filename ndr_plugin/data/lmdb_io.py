@@ -33,8 +33,8 @@ from ndr_plugin.data.degradations import to_uint8
 from ndr_plugin.data.dataset_files import encode_png
 
 __all__ = [
-    'LmdbSetWriter', 'write_lmdb', 'write_paired_lmdb', 'read_meta_info', 'check_lmdb', 'LmdbFormatError',
-    'MANIFEST_NAME'
+    'LmdbSetWriter', 'write_lmdb', 'write_paired_lmdb', 'read_meta_info', 'check_lmdb', 'open_reader', 'close_readers',
+    'LmdbFormatError', 'MANIFEST_NAME'
 ]
 
 MANIFEST_NAME = 'manifest.json'
@@ -68,10 +68,12 @@ class LmdbSetWriter:
             with a different header restarts instead of resuming.
         batch: tasks per LMDB transaction.
         compress_level: PNG compression level recorded in meta_info.txt (BasicSR uses 1).
+        map_size: LMDB address space; the file grows only as data is written.
         overwrite: replace existing targets instead of refusing.
 
     Use :meth:`put_task` for each task in input order (with its index), then :meth:`finish`. If every target already
-    exists, :attr:`already_complete` is True and nothing needs writing.
+    exists (built with the same header), :attr:`already_complete` is True and nothing needs writing; existing targets
+    built differently raise ``FileExistsError`` unless ``overwrite``.
     """
 
     def __init__(self,
@@ -116,7 +118,7 @@ class LmdbSetWriter:
                 return
             if existing:
                 raise FileExistsError(f'refusing to overwrite existing output(s) {[str(p) for p in existing]}; '
-                                      'delete them or pass overwrite')
+                                      'delete them or pass overwrite (--overwrite)')
         self._open()
 
     def _check_same_build(self, target: Path) -> None:
@@ -125,13 +127,13 @@ class LmdbSetWriter:
             previous = json.loads(manifest.read_text())
         except (OSError, ValueError):
             raise FileExistsError(f'{target} exists but has no readable {MANIFEST_NAME}; '
-                                  'delete it or pass overwrite') from None
+                                  'delete it or pass overwrite (--overwrite)') from None
         differs = sorted(k for k in self.header if previous.get(k) != self.header[k])
         if differs:
             now = [self.header[k] for k in differs]
             then = [previous.get(k) for k in differs]
             raise FileExistsError(f'{target} exists but was built with different {", ".join(differs)} '
-                                  f'(now {now}, then {then}); delete it or pass overwrite')
+                                  f'(now {now}, then {then}); delete it or pass overwrite (--overwrite)')
 
     # --- setup and resume -------------------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -341,6 +343,8 @@ def write_lmdb(path: str | os.PathLike,
 
     Images are uint8 or float [0, 1] arrays, HxW or HxWxC in **BGR** order (OpenCV/BasicSR convention); ``info`` is a
     JSON-serialisable dict stored with the record in manifest.json (e.g. the degradation label and parameters).
+    An output that is already complete is kept and returned as is (pass ``overwrite`` to rebuild it); an interrupted
+    one is resumed, skipping keys already stored.
     """
     targets = {'img': Path(path)}
     png = {'img': Path(png_dir)} if png_dir else None
@@ -369,6 +373,37 @@ def write_paired_lmdb(out_dir: str | os.PathLike,
 # ----------------------------------------------------------------------------------------------------------------------
 # reading and checking
 # ----------------------------------------------------------------------------------------------------------------------
+_READERS: dict[str, lmdb.Environment] = {}
+
+
+def open_reader(path: str | os.PathLike) -> lmdb.Environment:
+    """The read-only handle of an LMDB in this process, opened on first use (e.g. inside a DataLoader worker).
+
+    LMDB allows one handle per environment and process, and py-lmdb refuses to open in a forked child an environment
+    its parent holds; so handles are shared within a process and all closed just before the process forks (they are
+    reopened on the next read).
+    """
+    key = os.path.abspath(path)
+    env = _READERS.get(key)
+    if env is None:
+        try:
+            env = lmdb.open(key, readonly=True, lock=False, readahead=False)
+        except lmdb.Error as err:
+            raise LmdbFormatError(f'{path}: cannot be opened as an LMDB ({err})') from None
+        _READERS[key] = env
+    return env
+
+
+def close_readers() -> None:
+    for env in _READERS.values():
+        env.close()
+    _READERS.clear()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(before=close_readers)
+
+
 def read_meta_info(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int], int]]:
     """Parses ``meta_info.txt`` of an LMDB folder into (key, (h, w, c), compress_level); strict about the format."""
     meta = Path(path) / 'meta_info.txt'
@@ -406,10 +441,11 @@ def check_lmdb(path: str | os.PathLike, *, deep: bool = False) -> list[str]:
     stamp = (str(path.resolve()), (path / 'data.mdb').stat().st_mtime_ns, (path / 'meta_info.txt').stat().st_mtime_ns)
     if not deep and _CHECKED.get(stamp) == keys:
         return keys
+    shared = os.path.abspath(path) in _READERS
     try:
-        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+        env = open_reader(path) if shared else lmdb.open(str(path), readonly=True, lock=False, readahead=False)
     except lmdb.Error as err:
-        if 'already open' in str(err):  # a reader in this process holds it (LMDB allows one handle per process)
+        if 'already open' in str(err):  # another reader in this process holds it (one handle per process)
             return keys
         raise LmdbFormatError(f'{path}: cannot be opened as an LMDB ({err})') from None
     try:
@@ -430,6 +466,7 @@ def check_lmdb(path: str | os.PathLike, *, deep: bool = False) -> list[str]:
                     if got != shape:
                         raise LmdbFormatError(f'{path}: record {key!r} decodes to shape {got}, meta_info says {shape}')
     finally:
-        env.close()
+        if not shared:  # leave no handle behind: BasicSR's own readers must be able to open it in this process
+            env.close()
     _CHECKED[stamp] = list(keys)
     return keys

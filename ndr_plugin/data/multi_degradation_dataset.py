@@ -143,20 +143,22 @@ class MultiDegradationDataset(data.Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1])
 
-    def locate(self, index: int) -> tuple[str, int]:
-        """(source name, image index within the source) of a dataset index."""
-        position = bisect.bisect_right(self._ends, index)
-        source = self.sources[position]
-        start = self._ends[position - 1] if position else 0
-        return source.name, (index - start) % len(source.images)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _find(self, index: int) -> tuple[_Source, int]:
         if not 0 <= index < len(self):
             raise IndexError(f'index {index} out of range for {len(self)} samples')
         position = bisect.bisect_right(self._ends, index)
         source = self.sources[position]
         start = self._ends[position - 1] if position else 0
-        gt, lq, gt_path, lq_path = source.images.read((index - start) % len(source.images))
+        return source, (index - start) % len(source.images)  # each image repeated `ratio` times
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """(source name, image index within the source) of a dataset index."""
+        source, item = self._find(index)
+        return source.name, item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        source, item = self._find(index)
+        gt, lq, gt_path, lq_path = source.images.read(item)
 
         if self.phase == 'train':
             height, width = gt.shape[:2]

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=0, help='seed of the synthesised test degradations (default 0)')
     parser.add_argument('--quantize', choices=('round', 'truncate'), default='round',
                         help='denoise-test: how noisy values become 8-bit (truncate = AirNet/PromptIR uint8 cast)')
+    parser.add_argument('--seeding', choices=('per-image', 'sequential'), default='per-image',
+                        help='denoise-test: noise from a seed per image (default), or one np.random stream over the '
+                        'sorted images, sigma after sigma (AirNet/PromptIR procedure)')
     parser.add_argument('--crop-multiple', type=int, help='test kinds: centre-crop images to a multiple of N '
                         '(16 = AirNet/PromptIR protocol)')
     parser.add_argument('--crop-size', type=int, help='training kinds: cut images into sub-images of this size')
@@ -69,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--deep', action='store_true', help='check: also decode every record')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f'warning: {message}', file=sys.stderr)
 
 
 def _check(paths: list[str], deep: bool) -> int:
@@ -98,17 +105,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'unexpected arguments {args.paths}')
     if not args.out or not (args.src or (args.lq_dir and args.gt_dir)):
         parser.error(f'{kind} needs --out and --src (or --lq-dir and --gt-dir)')
-    warnings.simplefilter('always', UserWarning)
-    warnings.formatwarning = lambda message, *a, **k: f'warning: {message}\n'
     try:
-        results = prepare(kind, args.src, args.out, sigmas=args.sigma, scales=args.scale, seed=args.seed,
-                          workers=args.workers, skip_bad=args.skip_bad, subset=args.subset, quantize=args.quantize,
-                          crop_multiple=args.crop_multiple, crop_size=args.crop_size, crop_step=args.crop_step,
-                          crop_thresh=args.crop_thresh, lq_dir=args.lq_dir, gt_dir=args.gt_dir,
-                          compress_level=args.compress_level, overwrite=args.overwrite, progress=not args.quiet)
-    except (BadInputError, FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter('always', UserWarning)
+            warnings.showwarning = _show_warning
+            results = prepare(kind, args.src, args.out, sigmas=args.sigma, scales=args.scale, seed=args.seed,
+                              workers=args.workers, skip_bad=args.skip_bad, subset=args.subset,
+                              quantize=args.quantize, seeding=args.seeding, crop_multiple=args.crop_multiple,
+                              crop_size=args.crop_size, crop_step=args.crop_step, crop_thresh=args.crop_thresh,
+                              lq_dir=args.lq_dir, gt_dir=args.gt_dir, compress_level=args.compress_level,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    except BadInputError as err:
         print(f'error: {err}', file=sys.stderr)
-        print('(completed work is kept; rerun the same command to resume)', file=sys.stderr)
+        print('(finished work is kept: fix or remove the file, or add --skip-bad, and rerun the same command to '
+              'resume)', file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
         return 2
     for result in results:
         targets = ', '.join(result['targets'].values())

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ndr_plugin.data import standard_splits
 from ndr_plugin.data.degradation_specs import build_degradation
-from ndr_plugin.data.degradations import bicubic_degrade, item_rng, lr_image, to_uint8
+from ndr_plugin.data.degradations import add_gaussian_noise, bicubic_degrade, item_rng, lr_image, to_uint8
 from ndr_plugin.data.dataset_files import BadInputError, read_image
 from ndr_plugin.data.lmdb_io import LmdbSetWriter, image_entry
 from ndr_plugin.data.prepare_sources import Task, clean_tasks, haze_pair_tasks, rain_pair_tasks
@@ -86,6 +86,40 @@ def _centre_crop(img: np.ndarray, multiple: int) -> np.ndarray:
     return img[dh // 2:height - dh + dh // 2, dw // 2:width - dw + dw // 2]
 
 
+def _sequential_noise(gt: np.ndarray, task: Task, spec: ProcessSpec) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """AirNet/PromptIR's test noise: ``np.random.randn`` of one stream seeded once, drawn on the RGB image."""
+    stream = np.random.RandomState()
+    stream.set_state(task.rng_state)
+    sigma = spec.synth['sigmas'][0]
+    noisy = add_gaussian_noise(gt[..., ::-1], sigma, stream, quantize=spec.synth['quantize'])[..., ::-1]
+    params = {'type': 'noise', 'sigma': sigma, 'clip': True, 'quantize': spec.synth['quantize'],
+              'seeding': 'sequential', 'seed': spec.seed}
+    return to_uint8(noisy), f'denoise_{sigma:g}', params
+
+
+def _stream_states(tasks: list[Task], sigmas: list[float], seed: int, crop_multiple: int | None) -> list[list[Any]]:
+    """Per sigma and image, the state of one ``RandomState(seed)`` stream before that image's noise is drawn: the
+    images in sorted order for the first sigma, then again for the next (AirNet/PromptIR draw in that order)."""
+    shapes = []
+    for task in tasks:
+        try:
+            img = read_image(task.files['gt'])[0]
+        except BadInputError:
+            shapes.append(None)  # reported (or skipped) when the task itself runs
+            continue
+        shapes.append(_centre_crop(img, crop_multiple).shape if crop_multiple else img.shape)
+    stream = np.random.RandomState(seed)
+    states = []
+    for _ in sigmas:
+        per_image = []
+        for shape in shapes:
+            per_image.append(stream.get_state())
+            if shape is not None:
+                stream.standard_normal(shape)
+        states.append(per_image)
+    return states
+
+
 def process_task(task: Task, spec: ProcessSpec) -> list[tuple] | BadInputError:
     """Reads, checks, degrades, crops and PNG-encodes one task. Returns its records, or the problem found."""
     try:
@@ -109,7 +143,9 @@ def process_task(task: Task, spec: ProcessSpec) -> list[tuple] | BadInputError:
             images = {'gt': gt, 'lq': to_uint8(bicubic_degrade(gt, spec.scale)), 'lr': lr_image(gt, spec.scale)}
             info['degradation'] = f'sr_x{spec.scale}'
             info['params'] = {'scale': spec.scale, 'method': 'MATLAB bicubic x1/s then xs, 8-bit'}
-        if spec.synth:
+        if spec.synth and task.rng_state is not None:
+            images['lq'], info['degradation'], info['params'] = _sequential_noise(images['gt'], task, spec)
+        elif spec.synth:
             degraded, label, params = build_degradation(spec.synth)(images['gt'], item_rng(spec.seed, task.task_id))
             images['lq'] = to_uint8(degraded)
             info['degradation'], info['params'] = label, {**params, 'seed': spec.seed}
@@ -246,6 +282,7 @@ def prepare(kind: str,
             skip_bad: bool = False,
             subset: str = 'standard',
             quantize: str = 'round',
+            seeding: str = 'per-image',
             crop_multiple: int | None = None,
             crop_size: int | None = None,
             crop_step: int | None = None,
@@ -258,9 +295,16 @@ def prepare(kind: str,
     """Builds the LMDBs of one KIND (see :data:`KINDS`); returns one summary dict per output set.
 
     Standard-split differences are reported with ``warnings.warn`` and recorded in each manifest.json.
+
+    denoise-test ``seeding``: ``'per-image'`` (default) draws each image's noise from ``item_rng(seed, key)``, so it
+    does not depend on which other files are present; ``'sequential'`` draws ``np.random.randn`` from one
+    ``RandomState(seed)`` over the sorted images, sigma after sigma, on the RGB image after ``crop_multiple``, which is
+    AirNet/PromptIR's procedure (they list files in ``os.listdir`` order; we sort).
     """
     if kind not in KINDS:
         raise ValueError(f'unknown kind {kind!r}; choose from {", ".join(KINDS)}')
+    if seeding not in ('per-image', 'sequential'):
+        raise ValueError(f"seeding must be 'per-image' or 'sequential', got {seeding!r}")
     task_name, split = kind.rsplit('-', 1)
     sources = [Path(s) for s in (sources or [])]
     if not sources and not (lq_dir and gt_dir):
@@ -276,7 +320,9 @@ def prepare(kind: str,
     else:
         subimage = None
     test = split == 'test'
-    settings = {'seed': seed, 'subset': subset if split == 'train' and task_name != 'sr' else None,
+    # Only what changes the output: a rerun with the same settings resumes or finds the job complete.
+    settings = {'seed': seed if kind == 'denoise-test' else None,
+                'subset': subset if split == 'train' and task_name != 'sr' else None,
                 'crop_multiple': crop_multiple if test else None, 'subimage': subimage,
                 'compress_level': compress_level}
     base_header = {'kind': kind, 'generator': f'ndr_plugin {__version__}', 'sources': [s.name for s in sources]}
@@ -306,13 +352,18 @@ def prepare(kind: str,
 
     jobs = []
     if kind == 'denoise-test':
-        for sigma in sigmas or [15, 25, 50]:
-            tag = f'{float(sigma):g}'.replace('.', 'p')
-            synth = {'type': 'noise', 'sigmas': [float(sigma)], 'clip': True, 'quantize': quantize}
+        sigmas = [float(s) for s in sigmas or [15, 25, 50]]
+        states = (_stream_states(tasks, sigmas, seed, crop_multiple) if seeding == 'sequential'
+                  else [[None] * len(tasks)] * len(sigmas))
+        for sigma, sigma_states in zip(sigmas, states):
+            tag = f'{sigma:g}'.replace('.', 'p')
+            synth = {'type': 'noise', 'sigmas': [sigma], 'clip': True, 'quantize': quantize}
             spec = ProcessSpec(('gt', 'lq'), seed, synth, crop_multiple=crop_multiple, compress_level=compress_level)
-            sigma_tasks = [Task(t.task_id.replace('denoise_', f'noise{tag}_', 1), t.files, t.names) for t in tasks]
+            sigma_tasks = [Task(t.task_id.replace('denoise_', f'noise{tag}_', 1), t.files, t.names, rng_state=state)
+                           for t, state in zip(tasks, sigma_states)]
+            noise_settings = {**synth, 'seeding': seeding, 'sigma_order': sigmas if seeding == 'sequential' else None}
             jobs.append(_job(f'sigma{tag}', out / f'sigma{tag}', ('gt', 'lq'), True, sigma_tasks, spec,
-                             {**base_header, 'settings': {**settings, 'noise': synth}}, report))
+                             {**base_header, 'settings': {**settings, 'noise': noise_settings}}, report))
     elif kind == 'sr-test':
         for scale in scales or [2, 3, 4]:
             spec = ProcessSpec(('gt', 'lq', 'lr'), seed, scale=int(scale), crop_multiple=crop_multiple,

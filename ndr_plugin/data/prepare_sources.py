@@ -41,6 +41,7 @@ class Task:
     files: dict[str, str]  # role ('gt', 'lq') -> absolute path
     names: dict[str, str]  # role -> path relative to the source folder, for the manifest
     info: dict[str, Any] = field(default_factory=dict)
+    rng_state: Any = None  # legacy numpy RandomState state, for test noise drawn from one sequential stream
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,0 +1,61 @@
+"""Runs every benchmark and writes ``benchmarks/results/summary.md`` (one command: ``make benchmark``).
+
+    python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol
+    python benchmarks/run_all.py --quick    # reduced sizes and a 1-minute learning budget
+
+Each benchmark writes its own ``results/<name>.json`` and ``results/<name>.md``; the summary concatenates the Markdown
+tables. None of this is part of ``make test``: timings need a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / 'results'
+BENCHMARKS = {
+    'arch_speed': (['--threads', '2'], ['--quick', '--threads', '2']),
+    'data_speed': ([], []),
+    'tiling': ([], ['--quick']),
+    'learning': ([], ['--minutes', '1']),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true', help='reduced runs of every benchmark')
+    parser.add_argument('--only', nargs='+', choices=sorted(BENCHMARKS), help='run only these benchmarks')
+    args = parser.parse_args(argv)
+    failed = []
+    for name, (full, quick) in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        start = time.time()
+        print(f'== {name}', flush=True)
+        proc = subprocess.run([sys.executable, str(HERE / f'{name}.py'), *(quick if args.quick else full)])
+        print(f'== {name}: exit {proc.returncode} after {time.time() - start:.0f} s', flush=True)
+        if proc.returncode != 0:
+            failed.append(name)
+    parts = ['# Benchmark summary', '',
+             'Each section is the Markdown output of one script in `benchmarks/`; the JSON files beside it hold the '
+             'raw numbers. Rerun with `make benchmark`.', '']
+    for name in BENCHMARKS:
+        md = RESULTS / f'{name}.md'
+        if md.is_file():
+            text = md.read_text(encoding='utf-8').strip()
+            # One heading level down, so each benchmark is a section of the summary.
+            parts += ['\n'.join('#' + line if line.startswith('#') else line for line in text.splitlines()), '']
+        else:
+            parts += [f'## {name}', '', 'not run yet', '']
+    (RESULTS / 'summary.md').write_text('\n'.join(parts), encoding='utf-8')
+    print(f'Wrote {RESULTS / "summary.md"}')
+    if failed:
+        print(f'failed: {", ".join(failed)}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
