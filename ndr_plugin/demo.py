@@ -185,7 +185,7 @@ def train_options(name: str, data_root: Path, iters: int, seed: int, model: str 
         'name': name, 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': seed,
         'datasets': {
             'train': {'name': 'demo_train', 'type': 'MultiDegradationDataset', 'sources': train_sources,
-                      'gt_size': 64, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                      'gt_size': 48, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
                       'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
             **val,
         },
@@ -263,11 +263,16 @@ def score_test_sets(data_root: Path, results: Path) -> tuple[dict[str, dict[str,
             rows_out.append(score(out, gt))
             if len(rows_in) == 1:
                 rows.append(_grid_row(test_set, lq, out, gt))
-        metrics[test_set] = {
-            'input_psnr': float(np.mean([r[0] for r in rows_in])), 'output_psnr': float(np.mean([r[0] for r in rows_out])),
-            'input_ssim': float(np.mean([r[1] for r in rows_in])), 'output_ssim': float(np.mean([r[1] for r in rows_out])),
-            'images': len(rows_in)}
+        metrics[test_set] = summarize(rows_in, rows_out)
     return metrics, rows
+
+
+def summarize(rows_in: list[tuple[float, float]], rows_out: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean (PSNR, SSIM) of the degraded inputs and of the outputs, in the metrics.json layout."""
+    columns = (('input_psnr', 0, rows_in), ('output_psnr', 0, rows_out), ('input_ssim', 1, rows_in),
+               ('output_ssim', 1, rows_out))
+    mean = {name: float(np.mean([r[i] for r in rows])) for name, i, rows in columns}
+    return {**mean, 'images': len(rows_in)}
 
 
 def _grid_row(label: str, lq: np.ndarray, out: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -321,10 +326,7 @@ def score_real(weights: Path, network: dict[str, Any], real_root: Path, max_imag
             out = restorer.restore(np.ascontiguousarray(lq[..., ::-1]))[..., ::-1]
             rows_in.append(score(lq, gt))
             rows_out.append(score(np.ascontiguousarray(out), gt))
-        metrics[name] = {'input_psnr': float(np.mean([r[0] for r in rows_in])),
-                         'output_psnr': float(np.mean([r[0] for r in rows_out])),
-                         'input_ssim': float(np.mean([r[1] for r in rows_in])),
-                         'output_ssim': float(np.mean([r[1] for r in rows_out])), 'images': len(pairs)}
+        metrics[name] = summarize(rows_in, rows_out)
     return metrics
 
 

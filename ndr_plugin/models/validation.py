@@ -33,9 +33,9 @@ class MultiDatasetValidation:
         net.eval()
         with torch.no_grad():
             if self.tile is None:
-                # Networks that do not pad themselves (e.g. SwinIR: window size) name their multiple in val.pad_multiple.
-                self.output = forward_padded(net, self.lq, getattr(net, 'pad_multiple', self.opt['val'].get(
-                    'pad_multiple', 1)))
+                # A network that does not pad itself (SwinIR: window size) gets its multiple from val.pad_multiple.
+                multiple = getattr(net, 'pad_multiple', self.opt['val'].get('pad_multiple', 1))
+                self.output = forward_padded(net, self.lq, multiple)
             else:
                 self.output = tiled_forward(net, self.lq, *self.tile)
         net.train(was_training)
