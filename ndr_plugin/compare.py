@@ -85,7 +85,7 @@ def measure_network(network_opt: dict[str, Any], size: int, repeats: int, device
     params = sum(p.numel() for p in net.parameters())
     channels = network_opt.get('in_channels', network_opt.get('num_in_ch', network_opt.get('inp_channels', 3)))
     x = torch.rand(1, channels, size, size)
-    with torch.inference_mode():
+    with torch.no_grad():  # FlopCounterMode does not work under inference_mode
         counter = FlopCounterMode(display=False)
         with counter:
             net(x)

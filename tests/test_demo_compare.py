@@ -23,7 +23,7 @@ def demo_runs(tmp_path_factory, shared_data):
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONUNBUFFERED='1')
     tmp_path = tmp_path_factory.mktemp('demo')
     ndr = run_demo(tmp_path, env, '--real-data', str(shared_data))
-    baseline = run_demo(tmp_path, env, '--model', 'promptir', '--real-data', '')
+    baseline = run_demo(tmp_path, env, '--model', 'no_ndr', '--real-data', '')
     return tmp_path, ndr, baseline
 
 
@@ -52,12 +52,12 @@ def test_compare_table_from_demo_and_baseline_runs(demo_runs):
     assert 'Demo data: reusing' in baseline.stdout
     out = root / 'table.md'
     proc = subprocess.run([sys.executable, '-m', 'ndr_plugin.compare', str(root / 'results' / 'ndr_demo'),
-                           str(root / 'results' / 'ndr_demo_promptir'), '--protocol', 'aio', '--size', '64',
+                           str(root / 'results' / 'ndr_demo_no_ndr'), '--protocol', 'aio', '--size', '64',
                            '--repeats', '1', '--out', str(out)], cwd=root, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = out.read_text()
-    assert 'ndr_demo ' in table and 'ndr_demo_promptir' in table
+    assert 'ndr_demo ' in table and 'ndr_demo_no_ndr' in table
     for test_set in TEST_SETS:
         assert f'{test_set} PSNR/SSIM' in table
     rows = [line for line in table.splitlines() if line.startswith('| ndr_demo')]

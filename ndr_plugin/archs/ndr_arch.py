@@ -46,6 +46,9 @@ class NDRNet(nn.Module):
         legacy_residuals (bool): The four residual connections of the official code before commit 7c0bd21 (CP gate
             x + x*T, injection f*x + g + x, query block out + feature, global output + input), for checkpoints
             trained with that variant. Default: False.
+        zero_init_output (bool): Start the output convolution at zero. With ``legacy_residuals`` the untrained
+            network is then exactly the identity and only learns the correction, which small models trained for a
+            few hundred iterations (the demo) need. Default: False (PyTorch's initialisation, as the official code).
     """
 
     pad_multiple = 8
@@ -54,7 +57,7 @@ class NDRNet(nn.Module):
                  num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 3,
                  heads: Sequence[int] = (1, 2, 4, 6), ffn_expansion_factor: float = 2.66, bias: bool = False,
                  use_ndr: bool = True, num_atoms: int = 32, atom_dim: int = 128, degradation_dim: int = 64,
-                 cp_rank: int = 16, legacy_residuals: bool = False) -> None:
+                 cp_rank: int = 16, legacy_residuals: bool = False, zero_init_output: bool = False) -> None:
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError(f'NDRNet: num_blocks and heads need 4 values (levels 1-4), got {list(num_blocks)} '
@@ -105,6 +108,9 @@ class NDRNet(nn.Module):
         # Refinement and output
         self.refinement = stage(dims[1], num_refinement_blocks, heads[0])
         self.output = nn.Conv2d(dims[1], out_channels, kernel_size=3, padding=1)
+        if zero_init_output:
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
 
     def _encode(self, padded: torch.Tensor) -> list[torch.Tensor]:
         """Features of encoder levels 1-3."""
