@@ -401,16 +401,24 @@ OPTIMISATION_NOTES = """## How NDRNet is made faster than the official code (all
    convolutions to its generic kernel, about half as fast here for the expanding projections.
 3. GDFN computes its gate and value halves as separate tensors (sliced weights), so GELU runs on contiguous memory
    (channel halves of a channels-last tensor are strided and GELU on them was ~3x slower).
-4. MDTA: the L2 normalisation of q and k is applied to the small (c x c) product (norms outer product) instead of two
-   (c x HW) tensors, and `project_out` is folded into the attention matrix, so attn @ v and the projection are one
-   (HW x C) @ (C x C) product that writes channels-last output directly (also ~1.4 GMACs fewer at 128 px).
+4. MDTA: in float32 the L2 normalisation of q and k is applied to the small (c x c) product instead of the two
+   (c x HW) operands (reduced precision normalises first, as the official code, to stay in range), and `project_out`
+   is folded into the attention matrix, so attn @ v and the projection are one (HW x C) @ (C x C) product that
+   writes channels-last output directly (~1.4 GMACs fewer at 128 px).
 5. Low-rank CP gate: the rank-16 mean is one (C x 16) @ (16 x HW) product instead of materialising the
    (16, C, H, W) cube (the official code's largest temporary: ~1 GB at 512 px for the level-1 injection); the
    injection's shared map gate is computed once (the official code calls it twice).
-6. Channels-first inputs (e.g. on GPU) keep channels-first: the layer norm then takes its per-pixel moments with
-   (1 x C) @ (C x HW) products, because strided reductions over the channel axis are slow.
-Tried and dropped: in-place GELU/residual updates (no measurable gain within the noise), a single project_in
-followed by channel chunks in channels-last (strided GELU), tanh-approximated GELU (not exact; slower here too)."""
+6. Residual additions and the GELU gating update their fresh operand in place: fewer new activation buffers, whose
+   first touch (page faults) is a sizeable part of CPU time here; autograd is unaffected.
+
+Development measurements (1 thread, 128 px, same loaded machine; not re-measured by this script): part of the
+official code's extra time is page-fault churn from its many large temporaries. With glibc told to keep freed memory
+(`MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=10000000000 MALLOC_TOP_PAD_=100000000`) both got faster
+(official 4.7 -> 3.0 s, ours 2.7 -> 2.3 s), so the ratio under that tuning was ~0.75 instead of ~0.6.
+Tried and dropped: channels-last weights (`model.to(memory_format=torch.channels_last)`: no difference within the
+noise), a single project_in followed by channel chunks in channels-last (strided GELU), tanh-approximated GELU (not
+exact, and slower here), two threads (on this shared 2-core machine OpenMP barriers made everything several times
+slower, for the official code too)."""
 
 
 def main() -> int:
