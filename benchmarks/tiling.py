@@ -202,8 +202,8 @@ def write_report(report: dict) -> None:
                   '| image (MP) | tiles | est. time (s) | est. peak RSS (MiB) |', '|---|---|---|---|']
         for e in report['estimates']:
             lines.append(f'| {e["megapixels"]} | {e["tiles"]} | {e["seconds"]:.0f} | {e["peak_rss_mib"]:.0f} |')
-        lines += ['', 'Estimate: peak = paper-size one-tile peak + (tiny tiled peak at that size - tiny one-tile peak), '
-                  'i.e. the image buffers, which do not depend on the network; time = tiles x one-tile time.']
+        lines += ['', 'Estimate: peak = paper-size one-tile peak + (tiny tiled peak at that size - tiny one-tile '
+                  'peak), i.e. the image buffers, which do not depend on the network; time = tiles x one-tile time.']
     (RESULTS / 'tiling.md').write_text('\n'.join(lines) + '\n')
 
 

@@ -31,3 +31,14 @@ def subprocess_env() -> dict[str, str]:
     env.setdefault('MKL_NUM_THREADS', '1')
     env['PYTHONUNBUFFERED'] = '1'
     return env
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks on two shared cores: one intra-op thread avoids OpenMP oversubscription stalls, which cost far
+    more than the computation. Tests that want more threads set them themselves."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,14 +23,6 @@ TINY_DEG = dict(dim=8, degradation_dim=8, cp_rank=2, attention_reduction=4)
 OFFICIAL_KEYS = Path(__file__).resolve().parent / 'data' / 'ndr_official_keys.json'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # Small convolutions on a loaded machine wait on OpenMP barriers far longer than they compute.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -24,14 +24,6 @@ TOLERANCE = 1e-4
 NDR_KEYS = ('degradation_representations', 'restoration_net.dr')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # Small convolutions on a loaded machine wait on OpenMP barriers far longer than they compute.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randomise(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """Default initialisation plus noise on the tensors initialised to constants (norms, temperatures)."""

@@ -21,14 +21,6 @@ NDR_TILED_MIN_PSNR = 45.
 NDR_TILED_MAX_ABS = 0.02
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # Two shared cores: one intra-op thread avoids oversubscription stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class LocalNet(nn.Module):
     """Three 3x3 convolutions: receptive field radius 3 px, far below a quarter of the 32 px overlap."""

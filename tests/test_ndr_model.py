@@ -26,14 +26,6 @@ TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim'
                         'attention_reduction': 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two shared cores: one intra-op thread is several times faster than two fighting for them.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class RecordingHandler(logging.Handler):
     def __init__(self) -> None:
