@@ -414,7 +414,8 @@ OPTIMISATION_NOTES = """## How NDRNet is made faster than the official code (all
 Development measurements (1 thread, 128 px, same loaded machine; not re-measured by this script): part of the
 official code's extra time is page-fault churn from its many large temporaries. With glibc told to keep freed memory
 (`MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=10000000000 MALLOC_TOP_PAD_=100000000`) both got faster
-(official 4.7 -> 3.0 s, ours 2.7 -> 2.3 s), so the ratio under that tuning was ~0.75 instead of ~0.6.
+(best of 5, two sessions: official 4.3-4.8 -> 3.2-3.7 s, ours 2.2-2.6 -> 1.9-2.4 s), so the ratio under that tuning
+was ~0.6-0.65 instead of ~0.55.
 Tried and dropped: channels-last weights (`model.to(memory_format=torch.channels_last)`: no difference within the
 noise), a single project_in followed by channel chunks in channels-last (strided GELU), tanh-approximated GELU (not
 exact, and slower here), two threads (on this shared 2-core machine OpenMP barriers made everything several times

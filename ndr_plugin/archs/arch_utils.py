@@ -1,4 +1,4 @@
-"""Input checks and padding shared by the NDR networks."""
+"""Input checks, padding, memory layout and 1x1 convolutions shared by the networks."""
 from __future__ import annotations
 
 import torch
@@ -46,7 +46,7 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """1x1 convolution. For channels-last float32 CPU tensors it calls oneDNN directly: PyTorch otherwise picks its
     generic kernel for single-threaded 1x1 convolutions, which is about half as fast here."""
     if x.device.type == 'cpu' and x.dtype == torch.float32 and is_channels_last(x) and \
-            torch.backends.mkldnn.is_available():
+            torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         return torch.mkldnn_convolution(x, weight, bias, (0, 0), (1, 1), (1, 1), 1)
     return F.conv2d(x, weight, bias)
 
