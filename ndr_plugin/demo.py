@@ -48,9 +48,8 @@ TRAIN_DEGRADATIONS = {
     'sr': {'type': 'downsample', 'scales': [2, 3, 4]},
 }
 NOISE_SIGMAS = [15, 25, 50]
-# Sampling ratios of the demo's training sources (noise is synthesised on the clean patches, ratio 2). Downsampled
-# inputs look almost clean, so the blind network sees them often enough to learn not to smooth them like noise.
-TRAIN_RATIOS = {'derain': 1, 'dehaze': 1, 'sr': 2}
+# Sampling ratios of the demo's paired training sources (noise is synthesised on the clean patches, ratio 3).
+TRAIN_RATIOS = {'derain': 1, 'dehaze': 1, 'sr': 1}
 TEST_SETS = {
     'denoise_15': {'type': 'noise', 'sigmas': [15]},
     'denoise_25': {'type': 'noise', 'sigmas': [25]},
@@ -175,7 +174,7 @@ def network_options(model: str) -> dict[str, Any]:
 
 def train_options(name: str, data_root: Path, iters: int, seed: int, model: str = 'ndr') -> dict[str, Any]:
     train_sources = [{'name': 'denoise', 'dataroot_gt': str(data_root / 'train' / 'clean.lmdb'),
-                      'degradation': {'type': 'noise', 'sigmas': NOISE_SIGMAS}, 'ratio': 2}]
+                      'degradation': {'type': 'noise', 'sigmas': NOISE_SIGMAS}, 'ratio': 3}]
     for degradation in TRAIN_DEGRADATIONS:
         folder = data_root / 'train' / degradation
         train_sources.append({'name': degradation, 'dataroot_gt': str(folder / 'gt.lmdb'),
@@ -190,15 +189,15 @@ def train_options(name: str, data_root: Path, iters: int, seed: int, model: str 
         'name': name, 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': seed,
         'datasets': {
             'train': {'name': 'demo_train', 'type': 'MultiDegradationDataset', 'sources': train_sources,
-                      'gt_size': 32, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-                      'batch_size_per_gpu': 16, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
+                      'gt_size': 48, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
+                      'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None},
             **val,
         },
         'network_g': dict(TINY_NDRNET),
         'network_deg': dict(TINY_DEGRADATION_NET),
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {
-            'ema_decay': 0.99,  # the blind tiny network drifts toward the latest batches; the EMA averages that out
+            'ema_decay': 0,
             'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.999]},
             'optim_deg': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.999]},
             'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [iters], 'restart_weights': [1],
@@ -230,7 +229,7 @@ def test_options(name: str, data_root: Path, weights: Path, model: str = 'ndr') 
     return {
         'name': name, 'model_type': 'NDRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': datasets, 'network_g': network_options(model),
-        'path': {'pretrain_network_g': str(weights), 'strict_load_g': True, 'param_key_g': 'params_ema'},
+        'path': {'pretrain_network_g': str(weights), 'strict_load_g': True, 'param_key_g': 'params'},
         'val': {'save_img': True, 'suffix': 'restored', 'pbar': True,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
                             'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False},
@@ -417,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='ndr (default), or a baseline trained on the same data: no_ndr (the NDRNet backbone '
                              'without NDR), promptir (a tiny PromptIR)')
     parser.add_argument('--name', default=None, help='experiment and results name (default ndr_demo[_MODEL])')
-    parser.add_argument('--iters', type=int, default=600, help='training iterations (default 600)')
+    parser.add_argument('--iters', type=int, default=400, help='training iterations (default 400)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data-root', default='datasets/ndr_demo', help='where the demo LMDBs are built')
     parser.add_argument('--real-data', default=str(Path('..') / 'shared' / 'data'),
