@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -39,7 +38,6 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
 from ndr_plugin import demo
-from ndr_plugin.data.degradations import bicubic_resize
 from ndr_plugin.metrics.evaluation import compute_metrics
 
 RESULTS = Path(__file__).resolve().parent / 'results'
@@ -91,29 +89,6 @@ def train_for(opt: dict, minutes: float, workdir: Path) -> tuple[torch.nn.Module
     return model.get_bare_model(model.net_g).eval(), iters
 
 
-def real_test_sets(real_root: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """(lq, gt) BGR uint8 pairs of the real benchmark images, in sorted order."""
-    sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for i, path in enumerate(sorted((real_root / 'CBSD68').glob('*.png'))):
-        gt = cv2.imread(str(path))
-        lq, _ = demo.degrade({'type': 'noise', 'sigmas': [25]}, gt[..., ::-1], seed=i)
-        sets.setdefault('CBSD68 sigma25', []).append((lq, gt))
-    for folder, lq_name, gt_name in (('Rain100L_pairs', 'rainy', 'gt'), ('RainL_train_sample', 'rainy', 'gt')):
-        for gt_path in sorted((real_root / folder / gt_name).glob('*.png')):
-            lq_path = real_root / folder / lq_name / gt_path.name.replace('norain', 'rain')
-            if lq_path.is_file():
-                sets.setdefault('light rain', []).append((cv2.imread(str(lq_path)), cv2.imread(str(gt_path))))
-    for hazy in sorted((real_root / 'SOTS_outdoor_sample' / 'hazy').glob('*')):
-        gt_paths = sorted((real_root / 'SOTS_outdoor_sample' / 'gt').glob(hazy.stem.split('_')[0] + '.*'))
-        if gt_paths:
-            sets.setdefault('SOTS outdoor', []).append((cv2.imread(str(hazy)), cv2.imread(str(gt_paths[0]))))
-    for hr_path in sorted((real_root / 'Set5' / 'image_SRF_2').glob('*_HR.png')):
-        lr = cv2.imread(str(hr_path.with_name(hr_path.name.replace('_HR', '_LR'))))
-        up = np.clip(np.round(bicubic_resize(lr.astype(np.float32) / 255.0, 2) * 255.0), 0, 255).astype(np.uint8)
-        sets.setdefault('Set5 x2', []).append((up, cv2.imread(str(hr_path))))
-    return sets
-
-
 def to_tensor(img_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
 
@@ -124,7 +99,7 @@ def score(net: torch.nn.Module | None, sets: dict) -> dict[str, dict[str, float]
     with torch.inference_mode():
         for name, pairs in sets.items():
             rows = []
-            for lq, gt in pairs:
+            for _, gt, lq in pairs:
                 x = to_tensor(lq)
                 out = x if net is None else net(x).clamp(0, 1)
                 rows.append(compute_metrics(out, to_tensor(gt), METRICS))
@@ -171,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     data_root = workdir / 'demo_data'
     demo.build_data(data_root, args.seed, per_photo=24, variants=2)
-    sets = real_test_sets(real_root)
+    sets = demo.real_pairs(real_root)
     report = {'minutes': args.minutes, 'threads': args.threads,
               'environment': f'torch {torch.__version__}, {platform.processor() or platform.machine()}, '
                              f'{os.cpu_count()} cores, {args.threads} threads',

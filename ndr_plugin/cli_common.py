@@ -23,14 +23,16 @@ def basicsr_argument_parser(prog: str, description: str, training: bool) -> argp
     return parser
 
 
-def prepare_basicsr_argv(prog: str, description: str, training: bool, argv: list[str] | None) -> list[str]:
-    """Check arguments and option file; return the argv BasicSR's ``parse_options`` will read."""
+def prepare_basicsr_argv(prog: str, description: str, training: bool,
+                         argv: list[str] | None) -> tuple[list[str], str, dict]:
+    """Check arguments and option file; return the argv BasicSR's ``parse_options`` will read, the option file's
+    path and its options."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = basicsr_argument_parser(prog, description, training).parse_args(argv)
     try:
-        check_option_file(args.opt)
+        opt = check_option_file(args.opt)
     except OptionError as err:
         print(f'{prog}: error: {err}', file=sys.stderr)
         raise SystemExit(2) from None
     # torchrun passes --local-rank; BasicSR 1.4.2 only knows --local_rank.
-    return [a.replace('--local-rank', '--local_rank') for a in argv]
+    return [a.replace('--local-rank', '--local_rank') for a in argv], args.opt, opt

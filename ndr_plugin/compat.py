@@ -23,6 +23,7 @@ What it fixes (see BasicSR issues #533/#663, #571, and the mmcv-derived distribu
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from ndr_plugin_hook import install_legacy_module_finder
@@ -47,8 +48,8 @@ def _init_dist_pytorch(backend: str = 'nccl', **kwargs: Any) -> None:
     dist.init_process_group(backend=backend, **kwargs)
 
 
-def _init_dist_slurm(backend: str = 'nccl', port: int | None = None) -> None:
-    """BasicSR's slurm initialisation, with the CPU fallback of :func:`_init_dist_pytorch`."""
+def _init_dist_slurm_cpu(backend: str = 'nccl', port: int | None = None) -> None:
+    """Slurm initialisation on CPU-only hosts (BasicSR's own divides by the GPU count): the same environment, gloo."""
     import subprocess
     proc_id = int(os.environ['SLURM_PROCID'])
     ntasks = int(os.environ['SLURM_NTASKS'])
@@ -68,7 +69,13 @@ def _patch_distributed() -> None:
     if getattr(dist_util, '_ndr_patched', False):
         return
     dist_util._init_dist_pytorch = _init_dist_pytorch
-    dist_util._init_dist_slurm = _init_dist_slurm
+    original_init_dist_slurm = dist_util._init_dist_slurm
+
+    def init_dist_slurm(backend: str = 'nccl', port: int | None = None) -> None:
+        init = original_init_dist_slurm if _cuda_available() else _init_dist_slurm_cpu
+        init(backend, port)
+
+    dist_util._init_dist_slurm = init_dist_slurm
     original_model_to_device = BaseModel.model_to_device
 
     def model_to_device(self, net):
@@ -126,6 +133,28 @@ def torch_load(path: str, map_location: Any = 'cpu', trusted: bool | None = None
             f'{path} contains Python objects other than tensors and plain containers, so it was not loaded '
             f'(unpickling can run arbitrary code). If you trust this file, set {TRUST_ENV}=1 and retry.\n'
             f'Details: {err}') from None
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file in the target folder, flushed to disk, then renamed over ``path``.
+
+    A process killed mid-write leaves at most a stray ``.tmp`` file, never a truncated checkpoint under the real
+    name, so ``--auto_resume`` (which picks the newest ``*.state``) never picks a broken one.
+    """
+    import torch
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
 
 
 def _register_safe_globals() -> None:

@@ -22,14 +22,13 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 
 import torch
 
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
-from ndr_plugin.compat import torch_load
+from ndr_plugin.compat import atomic_torch_save, torch_load
 
 NDR_KEYS = ('degradation_representations', 'restoration_net.dr')
 RESTORATION_PREFIX = 'restoration_net.'
@@ -295,20 +294,6 @@ def convert_official_state_dict(state_dict: Mapping, keep_bgr: bool = False
     return net_g, net_deg
 
 
-def _save_atomically(obj: object, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def degradation_path(out_path: str) -> str:
     """Where the NDRDegradationNet weights go: ``OUT_deg.pth`` next to ``OUT.pth``."""
     root, ext = os.path.splitext(out_path)
@@ -335,7 +320,7 @@ def convert_official_checkpoint(in_path: str, out_path: str, keep_bgr: bool = Fa
 def _write(net_cls: type, options: dict, weights: dict[str, torch.Tensor], legacy_residuals: bool, path: str) -> str:
     options = dict(options, legacy_residuals=legacy_residuals)
     net_cls(**options).load_state_dict(weights, strict=True)
-    _save_atomically({'params': weights, 'network_options': dict(type=net_cls.__name__, **options)}, path)
+    atomic_torch_save({'params': weights, 'network_options': dict(type=net_cls.__name__, **options)}, path)
     return path
 
 

@@ -288,36 +288,54 @@ def _grid_row(label: str, lq: np.ndarray, out: np.ndarray, gt: np.ndarray) -> np
     return np.concatenate([banner, row], axis=0)
 
 
-def real_pairs(real_root: Path, max_images: int) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
-    """Real benchmark pairs (BGR uint8), each set capped at ``max_images`` images taken in sorted order."""
-    sets: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+Pair = tuple[str, np.ndarray, np.ndarray]
 
-    def add(name: str, gt_path: Path, lq: np.ndarray | None = None, lq_path: Path | None = None) -> None:
-        if len(sets.setdefault(name, [])) >= max_images:
-            return
-        gt = cv2.imread(str(gt_path))
-        lq = cv2.imread(str(lq_path)) if lq is None else lq
-        if gt is not None and lq is not None and gt.shape == lq.shape:
-            sets[name].append((gt_path.stem, gt, lq))
 
-    for i, path in enumerate(sorted((real_root / 'CBSD68').glob('*.png'))):
-        gt = cv2.imread(str(path))
-        noisy, _ = degrade({'type': 'noise', 'sigmas': [25]}, gt[..., ::-1], seed=i)
-        add('CBSD68 sigma 25 (synthetic noise)', path, lq=noisy)
-    for path in sorted((real_root / 'Rain100L_pairs' / 'gt').glob('*.png')):
-        add('Rain100L (light rain)', path, lq_path=real_root / 'Rain100L_pairs' / 'rainy' / path.name)
-    for path in sorted((real_root / 'SOTS_outdoor_sample' / 'hazy').glob('*')):
-        gt_stem = path.stem.split('_')[0]
-        matches = sorted((real_root / 'SOTS_outdoor_sample' / 'gt').glob(f'{gt_stem}.*'))
-        if matches:
-            add('SOTS-outdoor (haze)', matches[0], lq_path=path)
-    for path in sorted((real_root / 'Set5' / 'image_SRF_2').glob('*_HR.png')):
-        lr = cv2.imread(str(path.with_name(path.name.replace('_HR', '_LR'))))
-        if lr is not None:
-            gt = cv2.imread(str(path))
-            up = cv2.resize(lr, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC)
-            add('Set5 x2 (MATLAB-bicubic LR, bicubic up)', path, lq=up)
-    return {k: v for k, v in sets.items() if v}
+def real_pairs(real_root: Path, max_images: int | None = None) -> dict[str, list[Pair]]:
+    """Real benchmark pairs ``(name, gt, lq)``, BGR uint8, per test set; at most ``max_images`` per set, sorted.
+
+    CBSD68 with sigma-25 noise seeded per image, the light-rain pairs (Rain100L test pairs and RainTrainL samples), the
+    SOTS-outdoor pairs, and Set5 x2 (the MATLAB-bicubic LR file upsampled back with the same bicubic).
+    """
+    from ndr_plugin.data.degradations import bicubic_resize
+
+    def read(path: Path) -> np.ndarray | None:
+        return cv2.imread(str(path)) if path.is_file() else None
+
+    def noisy(gt: np.ndarray, i: int) -> np.ndarray:
+        return degrade({'type': 'noise', 'sigmas': [25]}, gt[..., ::-1], seed=i)[0]
+
+    def upsampled(lr: np.ndarray | None) -> np.ndarray | None:
+        if lr is None:
+            return None
+        return np.clip(np.round(bicubic_resize(lr.astype(np.float32) / 255.0, 2) * 255.0), 0, 255).astype(np.uint8)
+
+    candidates: dict[str, list] = {
+        'CBSD68 sigma 25 (synthetic noise)': [
+            (p, lambda gt, i=i: noisy(gt, i)) for i, p in enumerate(sorted((real_root / 'CBSD68').glob('*.png')))],
+        'light rain (Rain100L, RainTrainL)': [
+            (p, lambda gt, p=p: read(p.parent.parent / 'rainy' / p.name.replace('norain-', 'rain-')))
+            for folder in ('Rain100L_pairs', 'RainL_train_sample')
+            for p in sorted((real_root / folder / 'gt').glob('*.png'))],
+        'SOTS-outdoor (haze)': [
+            (gt, lambda _, hazy=hazy: read(hazy))
+            for hazy in sorted((real_root / 'SOTS_outdoor_sample' / 'hazy').glob('*'))
+            for gt in sorted((real_root / 'SOTS_outdoor_sample' / 'gt').glob(hazy.stem.split('_')[0] + '.*'))[:1]],
+        'Set5 x2 (MATLAB-bicubic LR, bicubic up)': [
+            (p, lambda _, p=p: upsampled(read(p.with_name(p.name.replace('_HR', '_LR')))))
+            for p in sorted((real_root / 'Set5' / 'image_SRF_2').glob('*_HR.png'))],
+    }
+    sets = {}
+    for name, entries in candidates.items():
+        pairs = []
+        for gt_path, make_lq in entries[:max_images]:
+            gt = read(gt_path)
+            lq = make_lq(gt) if gt is not None else None
+            if lq is not None and lq.shape == gt.shape:
+                pairs.append((gt_path.stem, gt, lq))
+        if pairs:
+            sets[name] = pairs
+    return sets
 
 
 def score_real(weights: Path, network: dict[str, Any], real_root: Path, max_images: int) -> dict[str, dict[str, float]]:

@@ -13,20 +13,17 @@ from ndr_plugin.cli_common import prepare_basicsr_argv
 
 def main(argv: list[str] | None = None) -> None:
     import basicsr.test
-    basicsr_argv = prepare_basicsr_argv('ndr-test', 'Test with BasicSR and ndr_plugin.', False, argv)
+    basicsr_argv, opt_path, opt = prepare_basicsr_argv('ndr-test', 'Test with BasicSR and ndr_plugin.', False, argv)
     sys.argv = [sys.argv[0]] + basicsr_argv
     basicsr.test.test_pipeline(os.getcwd())
-    keep_option_file_with_results(basicsr_argv)
+    keep_option_file_with_results(opt_path, opt['name'])
 
 
-def keep_option_file_with_results(basicsr_argv: list[str]) -> None:
+def keep_option_file_with_results(opt_path: str, name: str) -> None:
     """Copy the option file into ``results/<name>/`` (as training does for experiments), so that the results folder
     says how it was made and ``ndr-compare`` can rebuild its network."""
     from basicsr.utils.options import copy_opt_file
-
-    from ndr_plugin.option_check import load_option_file
-    opt_path = basicsr_argv[basicsr_argv.index('-opt') + 1]
-    results_root = os.path.join(os.getcwd(), 'results', load_option_file(opt_path)['name'])
+    results_root = os.path.join(os.getcwd(), 'results', name)
     if os.path.isdir(results_root):
         copy_opt_file(opt_path, results_root)
 

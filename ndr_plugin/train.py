@@ -45,7 +45,7 @@ def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> None:
     import basicsr.train
-    basicsr_argv = prepare_basicsr_argv('ndr-train', 'Train with BasicSR and ndr_plugin.', True, argv)
+    basicsr_argv, _, _ = prepare_basicsr_argv('ndr-train', 'Train with BasicSR and ndr_plugin.', True, argv)
     basicsr.train.load_resume_state = load_resume_state
     sys.argv = [sys.argv[0]] + basicsr_argv
     basicsr.train.train_pipeline(os.getcwd())

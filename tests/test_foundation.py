@@ -91,7 +91,13 @@ def test_unmodified_basicsr_train_uses_our_classes(tmp_path, subprocess_env):
     if not pth.is_file():
         pytest.skip(f'start-up hook not installed at {pth} (run: ndr-install-hook)')
     name = f'ndr_plugin_unmodified_{tmp_path.name}'
-    opt = tiny_train_options(tmp_path, name, total_iter=2)
+    # NDRModel with both networks, alternating phases: nothing of ours is imported by the command line.
+    train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 2e-4}, 'optim_deg': {'type': 'Adam', 'lr': 2e-4},
+             'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'total_iter': 2,
+             'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+             'degradation_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, 'bidirectional': {'mode': 'alternate'}}
+    opt = tiny_train_options(tmp_path, name, total_iter=2, model_type='NDRModel', extra={
+        'network_deg': {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 4}, 'train': train})
     import basicsr
     # BasicSR's `-m basicsr.train` writes next to its own package; clean that up afterwards.
     root = Path(basicsr.__file__).resolve().parents[1]
@@ -99,6 +105,7 @@ def test_unmodified_basicsr_train_uses_our_classes(tmp_path, subprocess_env):
         proc = run(['-m', 'basicsr.train', '-opt', str(opt)], tmp_path, subprocess_env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert (root / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
+        assert (root / 'experiments' / name / 'models' / 'net_deg_latest.pth').is_file()
     finally:
         for folder in ('experiments', 'tb_logger'):
             shutil.rmtree(root / folder / name, ignore_errors=True)

@@ -19,7 +19,8 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils import check_resume
 from ndr_plugin.compat import torch_load
-from ndr_plugin.models.training_utils import PhaseSchedule, atomic_torch_save
+from ndr_plugin.compat import atomic_torch_save
+from ndr_plugin.models.training_utils import PhaseSchedule
 from tiny_data import TINY_NDRNET, noisy_pairs, write_paired_lmdb
 
 TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 4,

@@ -33,7 +33,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 from tqdm import tqdm
 
-from ndr_plugin.compat import torch_load
+from ndr_plugin.compat import atomic_torch_save, torch_load
 from ndr_plugin.models.training_utils import (
     DEGRADATION,
     JOINT,
@@ -44,7 +44,6 @@ from ndr_plugin.models.training_utils import (
     PhaseSchedule,
     any_rank_true,
     atom_usage_entropy,
-    atomic_torch_save,
     average_gradients,
     parameters_with_grad,
 )
