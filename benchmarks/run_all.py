@@ -1,6 +1,7 @@
 """Runs every benchmark and writes ``benchmarks/results/summary.md`` (one command: ``make benchmark``).
 
     python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol
+                                            # and tiling on the demo model (trained first if needed)
     python benchmarks/run_all.py --quick    # reduced sizes and a 1-minute learning budget
 
 Each benchmark writes its own ``results/<name>.json`` and ``results/<name>.md``; the summary concatenates the Markdown
@@ -16,11 +17,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
+# results name -> (script, full arguments, --quick arguments)
 BENCHMARKS = {
-    'arch_speed': (['--threads', '2'], ['--quick', '--threads', '2']),
-    'data_speed': ([], []),
-    'tiling': ([], ['--quick']),
-    'learning': ([], ['--minutes', '1']),
+    'arch_speed': ('arch_speed', ['--threads', '2'], ['--quick', '--threads', '2']),
+    'data_speed': ('data_speed', [], []),
+    'tiling': ('tiling', [], ['--quick']),
+    'tiling_demo': ('tiling', ['--demo'], ['--demo', '--sizes', '1']),
+    'learning': ('learning', [], ['--minutes', '1']),
 }
 
 
@@ -31,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--summary-only', action='store_true', help='rewrite summary.md from the existing results')
     args = parser.parse_args(argv)
     failed = []
-    for name, (full, quick) in BENCHMARKS.items():
+    for name, (script, full, quick) in BENCHMARKS.items():
         if args.summary_only or (args.only and name not in args.only):
             continue
         start = time.time()
         print(f'== {name}', flush=True)
-        proc = subprocess.run([sys.executable, str(HERE / f'{name}.py'), *(quick if args.quick else full)])
+        proc = subprocess.run([sys.executable, str(HERE / f'{script}.py'), *(quick if args.quick else full)])
         print(f'== {name}: exit {proc.returncode} after {time.time() - start:.0f} s', flush=True)
         if proc.returncode != 0:
             failed.append(name)

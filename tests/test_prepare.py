@@ -1,12 +1,14 @@
 """Dataset preparation: LMDB format read back by BasicSR, reproducibility, resuming, standard splits, bad inputs."""
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
+import torch
 
 import ndr_plugin  # noqa: F401  (compat layer before basicsr)
 from basicsr.data.paired_image_dataset import PairedImageDataset
@@ -74,6 +76,38 @@ def test_denoise_test_round_trip_through_basicsr(cbsd, tmp_path):
         assert len(record['source']['gt']['sha256']) == 64
         assert manifest['summary']['standard_split']['expected'] == 68
         assert set(p.name for p in folder.iterdir()) == {'gt', 'lq', 'gt.lmdb', 'lq.lmdb'}
+
+
+def test_uncompressed_level_stores_plain_unfiltered_png_that_basicsr_reads(cbsd, tmp_path):
+    """--compress-level 0: same pixels through BasicSR, larger records, and no PNG row filters (fast to decode)."""
+    for level in (1, 0):
+        with pytest.warns(UserWarning):
+            prepare('denoise-test', [cbsd], tmp_path / f'level{level}', sigmas=[25], workers=1, compress_level=level,
+                    progress=False)
+    fast, default = read_pairs(tmp_path / 'level0' / 'sigma25'), read_pairs(tmp_path / 'level1' / 'sigma25')
+    for a, b in zip(fast, default):
+        assert torch.equal(a['gt'], b['gt']) and torch.equal(a['lq'], b['lq'])
+    meta = (tmp_path / 'level0' / 'sigma25' / 'gt.lmdb' / 'meta_info.txt').read_text().splitlines()
+    assert meta[0].endswith(' 0')
+    gt = cv2.imread(str(sorted(cbsd.iterdir())[0]))
+    png = image_entry(gt, compress_level=0)[0]
+    assert len(png) > gt.size and np.array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), gt)
+    # Each row of the decompressed image data starts with its filter type: 0 (None) on every row.
+    raw = zlib.decompress(b''.join(_png_chunks(png, b'IDAT')))
+    stride = gt.shape[1] * 3 + 1
+    assert len(raw) == gt.shape[0] * stride and all(raw[row * stride] == 0 for row in range(gt.shape[0]))
+    with pytest.raises(ValueError, match='compression level must be 0 to 9'):
+        image_entry(gt, compress_level=10)
+
+
+def _png_chunks(png: bytes, kind: bytes) -> list[bytes]:
+    chunks, pos = [], 8
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], 'big')
+        if png[pos + 4:pos + 8] == kind:
+            chunks.append(png[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    return chunks
 
 
 def test_sequential_seeding_is_airnet_promptir_noise(cbsd, tmp_path):

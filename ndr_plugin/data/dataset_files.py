@@ -94,8 +94,18 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str | None, str]:
 
 
 def encode_png(img: np.ndarray, compress_level: int = 1) -> bytes:
-    """PNG bytes as BasicSR's LMDB tools store them (OpenCV encoder, compression level 1 by default)."""
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, int(compress_level)])
+    """PNG bytes as BasicSR's LMDB tools store them (OpenCV encoder, compression level 1 by default).
+
+    Level 0 stores the pixels uncompressed and also switches PNG's row filters off: filters only help compression,
+    and undoing them is most of the decoding time of an uncompressed PNG (decoding is then several times faster than
+    at level 1, for about 1.75x the bytes on natural images). The result is a standard PNG either way.
+    """
+    if not 0 <= int(compress_level) <= 9:
+        raise ValueError(f'PNG compression level must be 0 to 9, got {compress_level}')
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(compress_level)]
+    if int(compress_level) == 0 and hasattr(cv2, 'IMWRITE_PNG_FILTER'):  # OpenCV >= 4.11
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, buf = cv2.imencode('.png', img, params)
     if not ok:
         raise ValueError(f'PNG encoding failed for an image of shape {img.shape} and dtype {img.dtype}')
     return buf.tobytes()
