@@ -180,7 +180,7 @@ def write_report(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f'{report["label"]}.json').write_text(json.dumps(report, indent=2))
     env = report['environment']
-    title = 'Tiled vs whole-image inference' + (': the demo model' if report['label'] == 'tiling_demo' else '')
+    title = 'Tiled vs whole-image inference' + (': the demo model' if report['label'].startswith('tiling_demo') else '')
     lines = [f'# {title}', '',
              f'{env["cpu"]}, {env["cores"]} cores (load average {env["load_average_start_end"][0]} at the start, '
              f'{env["load_average_start_end"][1]} at the end), {env["threads"]} thread(s) per run, '
