@@ -180,12 +180,13 @@ def write_report(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f'{report["label"]}.json').write_text(json.dumps(report, indent=2))
     env = report['environment']
-    title = 'Tiled vs whole-image inference' + (': the demo model' if report['label'].startswith('tiling_demo') else '')
+    weights = report.get('weights', 'random')
+    title = 'Tiled vs whole-image inference' + ('' if weights == 'random' else ': a trained model')
     lines = [f'# {title}', '',
              f'{env["cpu"]}, {env["cores"]} cores (load average {env["load_average_start_end"][0]} at the start, '
              f'{env["load_average_start_end"][1]} at the end), {env["threads"]} thread(s) per run, '
              f'torch {env["torch"]}, {env["date"]}. '
-             f'Tile {report["tile"]}, overlap {report["overlap"]}. Weights: {report["weights"]}; '
+             f'Tile {report["tile"]}, overlap {report["overlap"]}. Weights: {weights}; '
              'peak = peak resident memory of the whole process (Python, PyTorch, weights, buffers, activations).', '',
              '| model | mode | image | tile | time (s) | s / MP | peak RSS (MiB) |', '|---|---|---|---|---|---|---|']
     for r in report['records']:

@@ -48,8 +48,8 @@ TRAIN_DEGRADATIONS = {
     'sr': {'type': 'downsample', 'scales': [2, 3, 4]},
 }
 NOISE_SIGMAS = [15, 25, 50]
-# Sampling ratios of the demo's paired training sources (noise is synthesised on the clean patches, ratio 3).
-TRAIN_RATIOS = {'derain': 1, 'dehaze': 1, 'sr': 1}
+# Sampling ratios of the training sources: noise is synthesised on the clean patches, the others are paired LMDBs.
+TRAIN_RATIOS = {'denoise': 3, 'derain': 1, 'dehaze': 1, 'sr': 1}
 TEST_SETS = {
     'denoise_15': {'type': 'noise', 'sigmas': [15]},
     'denoise_25': {'type': 'noise', 'sigmas': [25]},
@@ -174,7 +174,7 @@ def network_options(model: str) -> dict[str, Any]:
 
 def train_options(name: str, data_root: Path, iters: int, seed: int, model: str = 'ndr') -> dict[str, Any]:
     train_sources = [{'name': 'denoise', 'dataroot_gt': str(data_root / 'train' / 'clean.lmdb'),
-                      'degradation': {'type': 'noise', 'sigmas': NOISE_SIGMAS}, 'ratio': 3}]
+                      'degradation': {'type': 'noise', 'sigmas': NOISE_SIGMAS}, 'ratio': TRAIN_RATIOS['denoise']}]
     for degradation in TRAIN_DEGRADATIONS:
         folder = data_root / 'train' / degradation
         train_sources.append({'name': degradation, 'dataroot_gt': str(folder / 'gt.lmdb'),
