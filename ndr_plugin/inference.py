@@ -140,18 +140,23 @@ class Restorer:
         device (str | torch.device): 'cpu', 'cuda', 'cuda:1', ... Default: 'cpu'.
         tile (int | None): Tile size for :func:`tiled_forward`; None restores the whole image at once. Default: None.
         tile_overlap (int): Overlap between tiles in pixels. Default: 32.
+        statistics_passes (int): Passes that gather image-level statistics before the tiles are restored, so tiles
+            see the whole image's attention and means (see :func:`tiled_forward`); 0 is faster but less faithful to
+            the whole-image output. Default: 1.
         half (bool): float16 on CUDA, bfloat16 on CPU. Default: False.
     """
 
     def __init__(self, weights: str | Path, opt: str | Path | Mapping | None = None,
                  device: str | torch.device = 'cpu', tile: int | None = None, tile_overlap: int = 32,
-                 half: bool = False) -> None:
+                 half: bool = False, statistics_passes: int = 1) -> None:
         self.device = torch.device(device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f"device '{device}' requested but CUDA is not available; use device='cpu'")
         if tile is not None and tile <= 0:
             raise ValueError(f'tile must be a positive number of pixels or None, got {tile}')
-        self.tile, self.tile_overlap = tile, tile_overlap
+        if statistics_passes < 0:
+            raise ValueError(f'statistics_passes must be non-negative, got {statistics_passes}')
+        self.tile, self.tile_overlap, self.statistics_passes = tile, tile_overlap, statistics_passes
         self.dtype = (torch.float16 if self.device.type == 'cuda' else torch.bfloat16) if half else torch.float32
         self.net = load_network_g(weights, opt).to(self.device, self.dtype)
         self._reference_signatures: dict[str, np.ndarray] | None = None
@@ -162,7 +167,8 @@ class Restorer:
     @torch.inference_mode()
     def restore_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] -> restored float32 (B, 3, H, W), clipped to [0, 1]."""
-        output = tiled_forward(self.net, x.to(self.device, self.dtype), self.tile, self.tile_overlap)
+        output = tiled_forward(self.net, x.to(self.device, self.dtype), self.tile, self.tile_overlap,
+                               statistics_passes=self.statistics_passes)
         return output.float().clamp_(0, 1)
 
     def restore(self, image: np.ndarray) -> np.ndarray:

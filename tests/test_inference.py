@@ -8,17 +8,19 @@ from torch import nn
 
 import ndr_plugin
 from ndr_plugin.archs.ndr_arch import NDRNet
+from ndr_plugin.archs.ndr_modules import LowRankCPGate
+from ndr_plugin.archs.restormer_blocks import MDTA
 from ndr_plugin.inference import Restorer, load_network_g
 from ndr_plugin.tiling import tile_starts, tiled_forward
 from skimage import data as skdata
 
 TINY_NDR = dict(dim=8, num_blocks=[1, 1, 1, 1], heads=[1, 1, 1, 1], num_refinement_blocks=1, num_atoms=8,
                 atom_dim=16, degradation_dim=8, cp_rank=4)
-# Measured for TINY_NDR with random weights (seeds 0-4) on a 200x264 astronaut crop, tile 96, overlap 32: tiled vs
-# whole-image PSNR 49.8-59.2 dB (peak 1, unclamped), max |difference| <= 0.009. The bound leaves a margin for other
+# Measured for TINY_NDR with random weights (seeds 0-4) on a 200x264 astronaut crop, tile 96, overlap 32, tiled vs
+# whole-image output (peak 1, unclamped). Each tile with its own statistics: PSNR 49.8-59.2 dB, max |difference|
+# <= 0.009. With one pass of image-level statistics: 60.5-69.7 dB, <= 0.0033. The bounds leave a margin for other
 # seeds and platforms.
-NDR_TILED_MIN_PSNR = 45.
-NDR_TILED_MAX_ABS = 0.02
+NDR_TILED_BOUNDS = {0: (45., 0.02), 1: (56., 0.006)}
 
 
 
@@ -43,6 +45,30 @@ class MultipleOf8Net(LocalNet):
         if x.shape[-2] % 8 or x.shape[-1] % 8:
             raise RuntimeError(f'size {tuple(x.shape[-2:])} is not a multiple of 8')
         return nn.functional.pixel_shuffle(nn.functional.pixel_unshuffle(super().forward(x), 2), 2)
+
+
+class GlobalChain(nn.Module):
+    """An MDTA followed by a CP gate: two layers that reduce over every pixel, and nothing else beyond 3x3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = MDTA(3, 1, bias=True)
+        self.gate = LowRankCPGate(3, rank=2)
+
+    def forward(self, x):
+        return self.gate(self.attention(x))
+
+
+class ThirdsNet(nn.Module):
+    """A CP gate on a grid of 3x3 cells: tiles are not whole numbers of cells, so statistics cannot be shared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = LowRankCPGate(3, rank=2)
+
+    def forward(self, x):
+        cells = nn.functional.avg_pool2d(x, 3, ceil_mode=True)
+        return nn.functional.interpolate(self.gate(cells), size=x.shape[-2:], mode='nearest') + x
 
 
 class MemoryBudgetNet(LocalNet):
@@ -94,9 +120,8 @@ def test_tiled_pads_to_the_network_multiple():
     x = _image_tensor(203, 150)
     with torch.no_grad():
         whole = net(nn.functional.pad(x, (0, 2, 0, 5), mode='reflect'))[..., :203, :150]
-    tiled = tiled_forward(net, x, 100, 32)  # tile rounded down to 96; the last tiles end at the image border
-    # Away from the bottom/right border (receptive radius 3), where the whole image saw reflect padding: exact.
-    torch.testing.assert_close(tiled[..., :200, :147], whole[..., :200, :147], rtol=0, atol=1e-6)
+    tiled = tiled_forward(net, x, 100, 32)  # tile rounded down to 96, cut from the image padded as a whole
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
     small = x[..., :45, :61]  # smaller than a tile: reflect-padded to 48x64 like the whole image
     with torch.no_grad():
         expected = net(nn.functional.pad(small, (0, 3, 0, 3), mode='reflect'))[..., :45, :61]
@@ -128,18 +153,45 @@ def test_other_errors_are_not_retried():
         tiled_forward(net, torch.rand(1, 3, 64, 64), 0)
 
 
-def test_tiled_ndrnet_within_measured_bound():
+def test_image_statistics_make_tiles_exact_for_layers_that_reduce_over_all_pixels():
+    torch.manual_seed(0)
+    net = GlobalChain().eval()
+    x = _image_tensor(150, 230)
+    with torch.no_grad():
+        whole = net(x)
+    errors = [(tiled_forward(net, x, 64, 16, statistics_passes=passes) - whole).abs().max().item()
+              for passes in (0, 1, 2)]
+    assert errors[0] > 1e-3  # every tile with its own attention and means
+    # One pass gives the attention the image's statistics, but the gate's were gathered behind per-tile attention;
+    # a second pass fixes those too: two layers deep, two passes are exact.
+    assert 1e-5 < errors[1] < errors[0] / 10 and errors[2] < 1e-6, errors
+    assert net.attention.image_statistics is None and net.gate.image_statistics is None  # removed afterwards
+    with pytest.raises(ValueError, match='statistics_passes'):
+        tiled_forward(net, x, 64, 16, statistics_passes=-1)
+
+
+def test_statistics_are_not_shared_when_tiles_do_not_fit_the_feature_grid():
+    torch.manual_seed(0)
+    net = ThirdsNet().eval()
+    x = _image_tensor(150, 230)
+    torch.testing.assert_close(tiled_forward(net, x, 64, 16), tiled_forward(net, x, 64, 16, statistics_passes=0),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('passes', sorted(NDR_TILED_BOUNDS))
+def test_tiled_ndrnet_within_measured_bound(passes):
     x = _image_tensor(200, 264)
+    min_psnr, max_abs = NDR_TILED_BOUNDS[passes]
     for seed in (0, 1):
         torch.manual_seed(seed)
         net = NDRNet(**TINY_NDR).eval()
         with torch.no_grad():
             whole = net(x)
-        tiled = tiled_forward(net, x, 96, 32)
+        tiled = tiled_forward(net, x, 96, 32, statistics_passes=passes)
         difference = (tiled - whole).abs()
         psnr = -10 * torch.log10(difference.pow(2).mean()).item()
-        assert difference.max().item() > 1e-5  # global attention: tiling is not exact (so this test measures tiling)
-        assert psnr >= NDR_TILED_MIN_PSNR and difference.max().item() <= NDR_TILED_MAX_ABS, (seed, psnr)
+        assert difference.max().item() > 1e-5  # convolutions reach past the overlap: not exact (so this measures)
+        assert psnr >= min_psnr and difference.max().item() <= max_abs, (seed, psnr)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -320,6 +320,12 @@ def test_validation_reports_each_dataset_the_average_and_runs_tiled(tmp_path, ba
     opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 16}
     with pytest.raises(ValueError, match='val.tile.tile_overlap'):
         build_model(opt)
+    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8, 'statistics_passes': -1}
+    with pytest.raises(ValueError, match='val.tile.statistics_passes'):
+        build_model(opt)
+    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8, 'passes': 1}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['passes'\]"):
+        build_model(opt)
 
     # A mixed validation set (degradation label per image) also gets one row per degradation.
     noise_gt, _ = write_paired_lmdb(tmp_path, 'mixed_noise', noisy_pairs(1, 24, 25, seed=3))

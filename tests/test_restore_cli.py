@@ -147,6 +147,9 @@ def test_usage_errors_and_total_failure(photo_folder, model_files, tmp_path, cap
     assert 'does not exist' in err and 'Checkpoint not found' in err and 'no images' in err
     assert main(['-i', str(photo_folder / 'broken.png'), '-o', str(tmp_path / 'o'), *model_files]) == 1
     assert 'Restored 0 of 1 image(s)' in capsys.readouterr().out
+    assert main(['-i', str(photo_folder / 'rgb8.png'), '-o', str(tmp_path / 'o'), '--tile-passes', '-1',
+                 *model_files]) == 2
+    assert '--tile-passes must be >= 0' in capsys.readouterr().err
 
 
 def test_module_entry_point(photo_folder, model_files, tmp_path, repo_root, subprocess_env):

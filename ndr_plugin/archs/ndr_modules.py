@@ -7,10 +7,15 @@ Yao et al., "Neural Degradation Representation Learning for All-In-One Image Res
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last
+
+if TYPE_CHECKING:
+    from ndr_plugin.archs.image_statistics import ImageStatistics
 
 
 class NeuralDegradationRepresentation(nn.Module):
@@ -85,12 +90,17 @@ class LowRankCPGate(nn.Module):
         self.channel = nn.Conv2d(channels, rank * channels, kernel_size=1)
         self.height = nn.Conv2d(channels, rank, kernel_size=1)
         self.width = nn.Conv2d(channels, rank, kernel_size=1)
+        self.image_statistics: ImageStatistics | None = None  # set during tiled inference
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        channel = torch.sigmoid(self.channel(x.mean((2, 3), keepdim=True))).view(b, self.rank, c)
-        height = torch.sigmoid(self.height(x.mean(3, keepdim=True)))  # (B, R, H, 1)
-        width = torch.sigmoid(self.width(x.mean(2, keepdim=True)))  # (B, R, 1, W)
+        if self.image_statistics is None:
+            mean, row_means, col_means = x.mean((2, 3), keepdim=True), x.mean(3, keepdim=True), x.mean(2, keepdim=True)
+        else:
+            mean, row_means, col_means = self.image_statistics.spatial_means(self, x)
+        channel = torch.sigmoid(self.channel(mean)).view(b, self.rank, c)
+        height = torch.sigmoid(self.height(row_means))  # (B, R, H, 1)
+        width = torch.sigmoid(self.width(col_means))  # (B, R, 1, W)
         spatial = height * width / self.rank  # (B, R, H, W)
         # Sum over the rank as one product with R inner terms rather than materialising R full-size cubes.
         if is_channels_last(x):

@@ -6,11 +6,16 @@ feed-forward network (GDFN), the transformer block combining them, and pixel-(un
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last, pointwise_conv
+
+if TYPE_CHECKING:
+    from ndr_plugin.archs.image_statistics import ImageStatistics
 
 
 class LayerNorm2d(nn.Module):
@@ -57,6 +62,7 @@ class MDTA(nn.Module):
         self.qkv = PointwiseConv2d(dim, dim * 3, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.image_statistics: ImageStatistics | None = None  # set during tiled inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -67,7 +73,11 @@ class MDTA(nn.Module):
         qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c).transpose(1, 2) if channels_last else \
             qkv.reshape(b, 3 * c, h * w)
         q, k, v = qkv.unflatten(1, (3, heads, head_dim)).unbind(1)
-        attn = torch.softmax(self._cosine_similarity(q, k) * self.temperature, dim=-1)  # (B, heads, hd, hd)
+        if self.image_statistics is None:
+            cosine = self._cosine_similarity(q, k)
+        else:
+            cosine = self.image_statistics.cosine_similarity(self, q, k, h, w, self._cosine_similarity)
+        attn = torch.softmax(cosine * self.temperature, dim=-1)  # (B, heads, hd, hd)
         # project_out(attn @ v) as one product: fold the 1x1 projection into the block-diagonal attention matrix.
         weight = self.project_out.weight.view(c, heads, head_dim)
         mixing = torch.einsum('ohi,bhij->bohj', weight, attn).reshape(b, c, c)

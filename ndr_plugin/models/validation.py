@@ -21,10 +21,10 @@ AVERAGE_ROW = 'average'
 class MultiDatasetValidation:
     """Mixin for a BasicSR ``SRModel`` subclass (listed before it): overrides ``test`` and ``nondist_validation``.
 
-    Reads ``self.tile`` (None or (tile_size, tile_overlap), see :func:`parse_tile`).
+    Reads ``self.tile`` (None or (tile_size, tile_overlap, statistics_passes), see :func:`parse_tile`).
     """
 
-    tile: tuple[int, int] | None = None
+    tile: tuple[int, int, int] | None = None
 
     def test(self) -> None:
         # The bare network (never the DDP wrapper): validation runs on rank 0 alone.
@@ -37,7 +37,8 @@ class MultiDatasetValidation:
                 multiple = getattr(net, 'pad_multiple', self.opt['val'].get('pad_multiple', 1))
                 self.output = forward_padded(net, self.lq, multiple)
             else:
-                self.output = tiled_forward(net, self.lq, *self.tile)
+                tile_size, tile_overlap, statistics_passes = self.tile
+                self.output = tiled_forward(net, self.lq, tile_size, tile_overlap, statistics_passes=statistics_passes)
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img: bool) -> None:
@@ -105,17 +106,24 @@ class MultiDatasetValidation:
             self._val_round = (None, [])
 
 
-def parse_tile(val_opt: dict) -> tuple[int, int] | None:
-    """``val.tile`` -> (tile_size, tile_overlap), or None when absent."""
+def parse_tile(val_opt: dict) -> tuple[int, int, int] | None:
+    """``val.tile`` -> (tile_size, tile_overlap, statistics_passes), or None when absent."""
     tile = val_opt.get('tile')
     if tile is None:
         return None
     if not isinstance(tile, dict) or not isinstance(tile.get('tile_size'), int) or tile['tile_size'] < 1:
-        raise ValueError(f'val.tile must be {{tile_size: <positive int>, tile_overlap: <int>}}, got {tile!r}')
+        raise ValueError('val.tile must be {tile_size: <positive int>, tile_overlap: <int>, statistics_passes: <int>}, '
+                         f'got {tile!r}')
     overlap = tile.get('tile_overlap', 32)
     if not isinstance(overlap, int) or not 0 <= overlap < tile['tile_size']:
         raise ValueError(f'val.tile.tile_overlap must be an integer in [0, tile_size), got {overlap!r}')
-    return tile['tile_size'], overlap
+    passes = tile.get('statistics_passes', 1)
+    if not isinstance(passes, int) or passes < 0:
+        raise ValueError(f'val.tile.statistics_passes must be a non-negative integer, got {passes!r}')
+    unknown = sorted(set(tile) - {'tile_size', 'tile_overlap', 'statistics_passes'})
+    if unknown:
+        raise ValueError(f'val.tile: unknown key(s) {unknown}; expected tile_size, tile_overlap, statistics_passes')
+    return tile['tile_size'], overlap, passes
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
