@@ -4,6 +4,8 @@
     python benchmarks/tiling.py --quick    # 1 and 12 MP only
     python benchmarks/tiling.py --weights net_g.pth --opt options/x.yml   # a trained model instead of random weights
     python benchmarks/tiling.py --demo     # the demo's trained model at 1 and 4 MP (trains it first if needed)
+    python benchmarks/tiling.py --sizes 12 --whole-max-mp 0 --passes 0 --paper-full 12 --label tiling_paper_12mp
+                                           # measures the paper-size network on a whole 12 MP photo
 
 Every configuration runs in its own child process through the public API (``Restorer.restore`` on a uint8 RGB photo,
 as ``ndr-restore`` does), and its peak resident memory is the child's own ``ru_maxrss`` (``os.wait4``), so the numbers
@@ -13,9 +15,10 @@ model without restoring anything.
 Random weights use ``legacy_residuals: true`` (output = input + network), so outputs look like photos and the 8-bit
 clipping does not hide differences. Tiled-vs-whole PSNR compares the two 8-bit outputs of the same model (peak 255).
 
-The paper-size NDRNet takes minutes per 512x512 tile on a 2-core CPU, so it is measured on one tile; its 12 MP peak is
-then *estimated* as that tile's peak plus the image buffers measured with the tiny model at 12 MP (tiled memory does not
-grow with the number of tiles). Writes ``benchmarks/results/tiling.json`` and ``tiling.md`` (``tiling_demo.*`` with
+The paper-size NDRNet takes about half a minute per 512x512 tile on a 2-core CPU, so by default it is measured on one
+tile; its 12 MP peak is then *estimated* as that tile's peak plus the image buffers measured with the tiny model at
+12 MP (tiled memory does not grow with the number of tiles). ``--paper-full 12`` measures it on the whole photo
+instead (about 40 minutes a pass). Writes ``benchmarks/results/tiling.json`` and ``tiling.md`` (``tiling_demo.*`` with
 ``--demo``, ``--label`` to choose).
 """
 from __future__ import annotations
@@ -160,6 +163,9 @@ def measure(args: argparse.Namespace) -> dict:
         if not args.weights and not args.skip_paper:
             record('paper', 'baseline', 0, 0, 0, 0)
             record('paper', 'one tile', args.tile ** 2 / 1e6, args.tile, args.tile, 0)
+            for megapixels in args.paper_full:
+                width, height = SIZES[megapixels]
+                record('paper', 'tiled', megapixels, width, height, args.tile, passes=min(args.passes))
     return {'records': records, 'comparisons': comparisons}
 
 
@@ -257,6 +263,9 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--whole-max-mp', type=float, default=4, help='largest image also run whole (default 4)')
     parser.add_argument('--skip-paper', action='store_true', help='skip the paper-size one-tile measurement')
+    parser.add_argument('--paper-full', type=int, nargs='+', default=[], choices=sorted(SIZES),
+                        help='also restore these sizes (megapixels) with the paper-size network, tiled, with the '
+                             'fewest --passes; 12 MP takes about 40 minutes per pass on 2 cores')
     parser.add_argument('--weights', default='', help='a trained checkpoint instead of random weights')
     parser.add_argument('--opt', default=None, help='option file of --weights')
     parser.add_argument('--demo', action='store_true',

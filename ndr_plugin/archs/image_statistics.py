@@ -99,7 +99,7 @@ class ImageStatistics:
     # ------------------------------------------------------------------------------------------------------------------
     # The statistics of the layers
     # ------------------------------------------------------------------------------------------------------------------
-    def cosine_similarity(self, module: nn.Module, q: torch.Tensor, k: torch.Tensor, h: int, w: int,
+    def shared_cosine_similarity(self, module: nn.Module, q: torch.Tensor, k: torch.Tensor, h: int, w: int,
                           own: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """MDTA's channel cosine similarity over the image's pixels, for q and k of shape (B, heads, head_dim, h*w).
 
@@ -122,15 +122,14 @@ class ImageStatistics:
         norms = qq.sqrt().clamp_min(1e-12).unsqueeze(-1) * kk.sqrt().clamp_min(1e-12).unsqueeze(-2)
         return (qk / norms).to(q.dtype)
 
-    def spatial_means(self, module: nn.Module, x: torch.Tensor
+    def shared_spatial_means(self, module: nn.Module, x: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Means of x (B, C, h, w) over the image, over each of its rows and over each of its columns, restricted to
         the tile's rows and columns: shapes (B, C, 1, 1), (B, C, h, 1) and (B, C, 1, w)."""
-        own = (x.mean((2, 3), keepdim=True), x.mean(3, keepdim=True), x.mean(2, keepdim=True))
         h, w = x.shape[-2:]
         located = self._locate(h, w)
         if located is None:
-            return own
+            return spatial_means(x)
         (sy, sx), (y0, y1, x0, x1) = located
         rows, cols = self.height // sy, self.width // sx
         row0, col0 = self.tile[0] // sy, self.tile[2] // sx
@@ -142,11 +141,16 @@ class ImageStatistics:
             self._add(module, 'col_sums', owned.sum(2), (Ellipsis, slice(col0 + x0, col0 + x1)), (b, c, cols))
         finished = self._finished(module, 'sum', 'row_sums', 'col_sums')
         if finished is None:
-            return own
+            return spatial_means(x)
         total, row_sums, col_sums = finished
         return ((total / (rows * cols))[..., None, None].to(x.dtype),
                 (row_sums[..., row0:row0 + h] / cols)[..., None].to(x.dtype),
                 (col_sums[..., col0:col0 + w] / rows)[..., None, :].to(x.dtype))
+
+
+def spatial_means(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means of x (B, C, H, W) over all its pixels, over each row and over each column (keepdim)."""
+    return x.mean((2, 3), keepdim=True), x.mean(3, keepdim=True), x.mean(2, keepdim=True)
 
 
 def modules_with_image_statistics(net: nn.Module) -> list[nn.Module]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last
+from ndr_plugin.archs.image_statistics import spatial_means
 
 if TYPE_CHECKING:
     from ndr_plugin.archs.image_statistics import ImageStatistics
@@ -95,9 +96,9 @@ class LowRankCPGate(nn.Module):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         if self.image_statistics is None:
-            mean, row_means, col_means = x.mean((2, 3), keepdim=True), x.mean(3, keepdim=True), x.mean(2, keepdim=True)
+            mean, row_means, col_means = spatial_means(x)
         else:
-            mean, row_means, col_means = self.image_statistics.spatial_means(self, x)
+            mean, row_means, col_means = self.image_statistics.shared_spatial_means(self, x)
         channel = torch.sigmoid(self.channel(mean)).view(b, self.rank, c)
         height = torch.sigmoid(self.height(row_means))  # (B, R, H, 1)
         width = torch.sigmoid(self.width(col_means))  # (B, R, 1, W)

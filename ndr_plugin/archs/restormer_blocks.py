@@ -76,7 +76,7 @@ class MDTA(nn.Module):
         if self.image_statistics is None:
             cosine = self._cosine_similarity(q, k)
         else:
-            cosine = self.image_statistics.cosine_similarity(self, q, k, h, w, self._cosine_similarity)
+            cosine = self.image_statistics.shared_cosine_similarity(self, q, k, h, w, self._cosine_similarity)
         attn = torch.softmax(cosine * self.temperature, dim=-1)  # (B, heads, hd, hd)
         # project_out(attn @ v) as one product: fold the 1x1 projection into the block-diagonal attention matrix.
         weight = self.project_out.weight.view(c, heads, head_dim)
