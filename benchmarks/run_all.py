@@ -1,7 +1,8 @@
 """Runs every benchmark and writes ``benchmarks/results/summary.md`` (one command: ``make benchmark``).
 
-    python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol
-                                            # and tiling on the demo model (trained first if needed)
+    python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol,
+                                            # tiling on the demo model (trained first if needed) and the
+                                            # paper-size network on a 12 MP photo
     python benchmarks/run_all.py --quick    # reduced sizes and a 1-minute learning budget
 
 Each benchmark writes its own ``results/<name>.json`` and ``results/<name>.md``; the summary concatenates the Markdown
@@ -23,6 +24,11 @@ BENCHMARKS = {
     'data_speed': ('data_speed', [], []),
     'tiling': ('tiling', [], ['--quick']),
     'tiling_demo': ('tiling', ['--demo'], ['--demo', '--sizes', '1']),
+    # The paper-size network on a whole photo (12 MP: about 40 minutes on 2 cores; --quick: 1 MP).
+    'tiling_paper': ('tiling', ['--sizes', '12', '--whole-max-mp', '0', '--passes', '0', '--paper-full', '12',
+                                '--label', 'tiling_paper'],
+                     ['--sizes', '1', '--whole-max-mp', '0', '--passes', '0', '--paper-full', '1',
+                      '--label', 'tiling_paper']),
     'learning': ('learning', [], ['--minutes', '1']),
 }
 

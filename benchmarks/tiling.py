@@ -4,7 +4,7 @@
     python benchmarks/tiling.py --quick    # 1 and 12 MP only
     python benchmarks/tiling.py --weights net_g.pth --opt options/x.yml   # a trained model instead of random weights
     python benchmarks/tiling.py --demo     # the demo's trained model at 1 and 4 MP (trains it first if needed)
-    python benchmarks/tiling.py --sizes 12 --whole-max-mp 0 --passes 0 --paper-full 12 --label tiling_paper_12mp
+    python benchmarks/tiling.py --sizes 12 --whole-max-mp 0 --passes 0 --paper-full 12 --label tiling_paper
                                            # measures the paper-size network on a whole 12 MP photo
 
 Every configuration runs in its own child process through the public API (``Restorer.restore`` on a uint8 RGB photo,
