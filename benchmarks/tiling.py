@@ -97,9 +97,10 @@ def psnr_8bit(a: np.ndarray, b: np.ndarray) -> float:
 
 def seam_ratio(a: np.ndarray, b: np.ndarray, tile: int, overlap: int) -> float:
     """Mean |tiled - whole| on the columns where tiles meet, over its mean elsewhere (1 = no seam signal)."""
-    from ndr_plugin.tiling import tile_starts
+    from ndr_plugin.archs.ndr_arch import NDRNet
+    from ndr_plugin.tiling import tile_starts, tile_stride
     difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(0, 2))
-    starts = tile_starts(a.shape[1], min(tile, a.shape[1]), tile - min(overlap, tile // 2))[1:]
+    starts = tile_starts(a.shape[1], min(tile, a.shape[1]), tile_stride(tile, overlap, NDRNet.pad_multiple))[1:]
     seams = sorted({s + offset for s in starts for offset in range(overlap)} & set(range(a.shape[1])))
     rest = np.setdiff1d(np.arange(a.shape[1]), seams)
     return float(difference[seams].mean() / max(difference[rest].mean(), 1e-12)) if seams else float('nan')
@@ -169,13 +170,14 @@ def measure(args: argparse.Namespace) -> dict:
     return {'records': records, 'comparisons': comparisons}
 
 
-def estimates(records: list[dict], passes: int) -> list[dict]:
+def estimates(records: list[dict], overlap: int, passes: int) -> list[dict]:
     """Paper-size tiled 12 MP, from its one-tile run plus the tiny model's 12 MP image buffers; ``passes``
     statistics passes add one forward per tile each."""
     def find(model, mode, megapixels=None):
         return next((r for r in records if r['model'] == model and r['mode'] == mode
                      and (megapixels is None or r['megapixels'] == megapixels)), None)
-    from ndr_plugin.tiling import tile_starts
+    from ndr_plugin.archs.ndr_arch import NDRNet
+    from ndr_plugin.tiling import tile_starts, tile_stride
     paper_tile, tiny_tile = find('paper', 'one tile'), find('tiny', 'one tile')
     out = []
     for megapixels, (width, height) in SIZES.items():
@@ -183,7 +185,7 @@ def estimates(records: list[dict], passes: int) -> list[dict]:
         if not (paper_tile and tiny_tile and tiny_tiled):
             continue
         tile = int(paper_tile['size'].split('x')[0])
-        stride = tile - min(32, tile // 2)
+        stride = tile_stride(tile, overlap, NDRNet.pad_multiple)
         tiles = len(tile_starts(width, tile, stride)) * len(tile_starts(height, tile, stride))
         out.append({'model': 'paper', 'megapixels': megapixels, 'tiles': tiles, 'passes': passes,
                     'peak_rss_mib': paper_tile['peak_rss_mib'] + tiny_tiled['peak_rss_mib'] - tiny_tile['peak_rss_mib'],
@@ -226,9 +228,11 @@ def write_report(report: dict) -> None:
                   f'statistics pass): {"met" if worst >= 40 else "not met"} (lowest {worst:.2f} dB).']
     if report['estimates']:
         lines += ['', '## Paper-size NDRNet, estimated from one tile', '',
-                  '| image (MP) | tiles | est. time (s) | est. peak RSS (MiB) |', '|---|---|---|---|']
+                  '| image (MP) | tiles | statistics passes | est. time (s) | est. peak RSS (MiB) |',
+                  '|---|---|---|---|---|']
         for e in report['estimates']:
-            lines.append(f'| {e["megapixels"]} | {e["tiles"]} | {e["seconds"]:.0f} | {e["peak_rss_mib"]:.0f} |')
+            lines.append(f'| {e["megapixels"]} | {e["tiles"]} | {e["passes"]} | {e["seconds"]:.0f} | '
+                         f'{e["peak_rss_mib"]:.0f} |')
         lines += ['', 'Estimate: peak = paper-size one-tile peak + (tiny tiled peak at that size - tiny one-tile '
                   'peak), i.e. the image buffers, which do not depend on the network; time = tiles x (1 + '
                   'statistics passes) x one-tile time.']
@@ -294,7 +298,7 @@ def main() -> None:
                               'load_average_start_end': [round(load_before, 2), round(os.getloadavg()[0], 2)]},
               'label': label, 'weights': shown_path(args.weights) if args.weights else 'random',
               'tile': args.tile, 'overlap': args.overlap, **measured,
-              'estimates': estimates(measured['records'], max(args.passes))}
+              'estimates': estimates(measured['records'], args.overlap, max(args.passes))}
     write_report(report)
     print(f'wrote {RESULTS / f"{label}.json"} and {RESULTS / f"{label}.md"}')
 

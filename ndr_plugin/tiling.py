@@ -55,6 +55,13 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return list(range(0, length - tile, stride)) + [length - tile]
 
 
+def tile_stride(tile_size: int, tile_overlap: int, multiple: int = 1) -> int:
+    """Distance between tile starts: the tile minus its overlap (clamped to half the tile), rounded down to
+    ``multiple``."""
+    overlap = min(tile_overlap, tile_size // 2)
+    return max((tile_size - overlap) // multiple * multiple, multiple)
+
+
 def blend_ramp(overlap: int, device: torch.device) -> torch.Tensor:
     """Weights over one side's overlap, from the tile border inwards: 0 on the outer quarter, a Hann ramp, then 1."""
     margin = overlap // 4
@@ -102,7 +109,7 @@ def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, tile_ov
     height, width = padded.shape[-2:]
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     overlap = min(tile_overlap, tile_size // 2)
-    stride = max((tile_size - overlap) // multiple * multiple, multiple)
+    stride = tile_stride(tile_size, tile_overlap, multiple)
     rows, cols = tile_starts(height, tile_h, stride), tile_starts(width, tile_w, stride)
     tiles = [(top, left, row_span, col_span)
              for top, row_span in zip(rows, owned_spans(rows, tile_h, height, multiple))
