@@ -26,7 +26,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> 
 
 def test_import_registers_expected_names_and_is_idempotent():
     expected = {ARCH_REGISTRY: ['NDRNet', 'NDRDegradationNet'], MODEL_REGISTRY: ['NDRModel'],
-                LOSS_REGISTRY: ['FrequencyLoss'], DATASET_REGISTRY: ['MultiDegradationDataset']}
+                LOSS_REGISTRY: ['FrequencyLoss', 'InputRelativeL1Loss'], DATASET_REGISTRY: ['MultiDegradationDataset']}
     for registry, names in expected.items():
         for name in names:
             assert name in registry, f'{name} not registered in {registry._name}'

@@ -1,4 +1,4 @@
-"""FrequencyLoss and the loss lists of NDRModel's objectives."""
+"""FrequencyLoss, InputRelativeL1Loss and the loss lists of NDRModel's objectives."""
 from __future__ import annotations
 
 import numpy as np
@@ -65,3 +65,55 @@ def test_objective_accepts_a_dict_or_a_list_and_logs_each_term():
     assert float(value) == pytest.approx(float(log['l_deg_L1Loss'] + log['l_deg_FrequencyLoss']), rel=1e-6)
     with pytest.raises(ValueError, match="train.pixel_opt: expected a loss dict with a 'type'"):
         Objective('l_rest', [{'loss_weight': 1.0}], 'train.pixel_opt')
+
+
+def _astronaut_triple() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of two (prediction, target, input) samples whose inputs are off by very different amounts."""
+    noisy, clean = _astronaut_pair()
+    slightly = (clean + 0.01 * (noisy - clean)).clamp(0, 1)
+    lq = torch.cat([noisy, slightly])
+    target = torch.cat([clean, clean])
+    pred = target + 0.5 * (lq - target)  # half of each input's error is left
+    return pred, target, lq
+
+
+def test_input_relative_l1_weighs_each_sample_by_its_input_error():
+    pred, target, lq = _astronaut_triple()
+    loss = build_loss({'type': 'InputRelativeL1Loss', 'loss_weight': 2.0, 'eps': 1e-6})
+    # Half of every input's error is left, so the relative loss is 0.5 for both samples however large each error is.
+    assert float(loss(pred, target, lq)) == pytest.approx(2 * 0.5, rel=1e-3)
+    assert float(loss(target, target, lq)) == 0
+    # The default eps adds 0.005 to each input's error: the nearly clean sample counts less, by a known amount.
+    default = build_loss({'type': 'InputRelativeL1Loss'})
+    input_error = (lq - target).abs().flatten(1).mean(1)
+    expected = (0.5 * input_error / (input_error + 0.005)).mean()
+    assert float(default(pred, target, lq)) == pytest.approx(float(expected), rel=1e-5)
+    # Plain L1 of the same batch is dominated by the sample with the large error; the relative loss is not.
+    l1 = (pred - target).abs().flatten(1).mean(1)
+    assert float(l1[0] / l1[1]) > 50
+
+
+def test_input_relative_l1_gradient_reaches_only_the_prediction():
+    pred, target, lq = _astronaut_triple()
+    pred.requires_grad_(True)
+    lq.requires_grad_(True)
+    build_loss({'type': 'InputRelativeL1Loss'})(pred, target, lq).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert lq.grad is None
+
+
+def test_input_relative_l1_errors_are_named():
+    pred, target, lq = _astronaut_triple()
+    with pytest.raises(ValueError, match='InputRelativeL1Loss: eps must be a number > 0'):
+        build_loss({'type': 'InputRelativeL1Loss', 'eps': 0})
+    with pytest.raises(ValueError, match='InputRelativeL1Loss: prediction .* must have the same shape'):
+        build_loss({'type': 'InputRelativeL1Loss'})(pred, target, lq[..., :-1])
+    # The objective passes the degraded input only where it has one: NDRModel's restoration loss, not its
+    # degradation loss, which compares the re-degraded image with the input itself.
+    with pytest.raises(ValueError, match=r"train.degradation_opt: \['InputRelativeL1Loss'\] compare"):
+        Objective('l_deg', {'type': 'InputRelativeL1Loss'}, 'train.degradation_opt', input_available=False)
+    objective = Objective('l_rest', [{'type': 'L1Loss'}, {'type': 'InputRelativeL1Loss'}], 'train.pixel_opt')
+    value, log = objective(pred, target, lq)
+    assert set(log) == {'l_rest', 'l_rest_L1Loss', 'l_rest_InputRelativeL1Loss'}
+    with pytest.raises(ValueError, match='l_rest: a loss that needs the degraded input was called without it'):
+        objective(pred, target)

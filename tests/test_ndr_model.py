@@ -210,6 +210,19 @@ def test_off_mode_trains_a_plain_backbone_and_bad_setups_are_named(tmp_path):
         build_model(model_options(tmp_path, 'alternating'))
 
 
+
+def test_input_relative_restoration_loss_trains_and_is_refused_for_the_degradation_loss(tmp_path):
+    relative = {'type': 'InputRelativeL1Loss', 'eps': 0.005}
+    batch = noisy_batch()
+    for mode in ('alternate', 'joint'):
+        model = build_model(model_options(tmp_path, mode, pixel_opt=dict(relative)))
+        g0 = snapshot(model.net_g)
+        train_steps(model, batch, 1, 2)
+        assert math.isfinite(model.log_dict['l_rest']) and model.log_dict['l_rest'] > 0
+        assert changed(g0, model.net_g)
+    with pytest.raises(ValueError, match=r"train.degradation_opt: \['InputRelativeL1Loss'\] compare"):
+        build_model(model_options(tmp_path, 'alternate', degradation_opt=dict(relative)))
+
 def test_optimizer_types(tmp_path):
     model = build_model(model_options(tmp_path, 'alternate', optim_g={'type': 'AdamW', 'lr': 1e-3,
                                                                       'weight_decay': 1e-2},

@@ -98,7 +98,8 @@ class NDRModel(MultiDatasetValidation, SRModel):
         if self.mode != 'off':
             if not train_opt.get('degradation_opt'):
                 raise ValueError(f'train.degradation_opt is required with train.bidirectional.mode: {self.mode}.')
-            self.cri_deg = Objective('l_deg', train_opt['degradation_opt'], 'train.degradation_opt').to(self.device)
+            self.cri_deg = Objective('l_deg', train_opt['degradation_opt'], 'train.degradation_opt',
+                                     input_available=False).to(self.device)
         if not train_opt.get('scheduler'):
             raise ValueError('train.scheduler is required (e.g. {type: MultiStepLR, milestones: [...], gamma: 0.5}).')
         self.setup_optimizers()
@@ -230,7 +231,7 @@ class NDRModel(MultiDatasetValidation, SRModel):
             log['atom_entropy'] = atom_usage_entropy(atom_weights)
         else:
             self.output = self.net_g(self.lq)
-        loss, rest_log = self.cri_rest(self.output, self.gt)
+        loss, rest_log = self.cri_rest(self.output, self.gt, self.lq)
         self._accumulate_degradation_l1()
         return loss, {**rest_log, **log}, [self.optimizer_g], []
 
@@ -249,7 +250,7 @@ class NDRModel(MultiDatasetValidation, SRModel):
         self._check_same_size()
         self.output, maps, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
         lq_fake = self.net_deg(self.gt, maps)
-        l_rest, rest_log = self.cri_rest(self.output, self.gt)
+        l_rest, rest_log = self.cri_rest(self.output, self.gt, self.lq)
         l_deg, deg_log = self.cri_deg(lq_fake, self.lq)
         self._accumulate_degradation_l1()
         loss = self.joint_degradation_weight * l_deg + l_rest

@@ -22,11 +22,15 @@ class Objective(nn.Module):
         name (str): Log name of the total, e.g. 'l_rest'; each term is also logged as '<name>_<LossType>' when there
             are several.
         loss_opts (Mapping | Sequence[Mapping]): One loss option dict (BasicSR's convention: ``type``, ``loss_weight``,
-            ...) or a list of them, whose outputs are summed. Every loss is called as ``loss(pred, target)``.
+            ...) or a list of them, whose outputs are summed. Every loss is called as ``loss(pred, target)``; one
+            whose class sets ``uses_input = True`` (e.g. InputRelativeL1Loss) as ``loss(pred, target, lq)``.
         option_key (str): Where the options come from, for error messages, e.g. 'train.pixel_opt'.
+        input_available (bool): Whether the caller passes the degraded input; if not, a loss that needs it is an
+            error. Default: True.
     """
 
-    def __init__(self, name: str, loss_opts: Mapping | Sequence[Mapping], option_key: str) -> None:
+    def __init__(self, name: str, loss_opts: Mapping | Sequence[Mapping], option_key: str,
+                 input_available: bool = True) -> None:
         super().__init__()
         opts = [loss_opts] if isinstance(loss_opts, Mapping) else list(loss_opts)
         if not opts or not all(isinstance(o, Mapping) and 'type' in o for o in opts):
@@ -34,14 +38,23 @@ class Objective(nn.Module):
                              f'got {loss_opts!r}')
         self.name = name
         self.losses = nn.ModuleList(build_loss(dict(o)) for o in opts)
+        self.uses_input = [bool(getattr(loss, 'uses_input', False)) for loss in self.losses]
+        if not input_available and any(self.uses_input):
+            needs = [o['type'] for o, uses in zip(opts, self.uses_input) if uses]
+            raise ValueError(f'{option_key}: {needs} compare(s) the output with the degraded input, which this '
+                             'objective does not have; use it in train.pixel_opt only')
         self.term_names = []
         for index, o in enumerate(opts):
             term = f'{name}_{o["type"]}'
             self.term_names.append(term if term not in self.term_names else f'{term}{index}')
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                lq: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the total loss and the log entries (the total, and each term when there are several)."""
-        terms = [_as_tensor(loss(pred, target)) for loss in self.losses]
+        if lq is None and any(self.uses_input):
+            raise ValueError(f'{self.name}: a loss that needs the degraded input was called without it')
+        terms = [_as_tensor(loss(pred, target, lq) if uses else loss(pred, target))
+                 for loss, uses in zip(self.losses, self.uses_input)]
         total = sum(terms[1:], terms[0])
         log = {self.name: total.detach()}
         if len(terms) > 1:
