@@ -371,7 +371,8 @@ def write_report(out_dir: Path, metrics: dict, real: dict | None, opt: dict, sec
     params = sum(p.numel() for p in _build(net).parameters())
     lines = [f"# NDR demo report: {opt['name']}", '',
              f"A tiny {net['type']} ({params:,} parameters) trained for {opt['train']['total_iter']} iterations with "
-             f"NDRModel (bidirectional mode `{opt['train']['bidirectional']['mode']}`) on CPU, {seconds / 60:.1f} "
+             f"NDRModel (bidirectional mode `{opt['train']['bidirectional']['mode']}`, restoration loss "
+             f"`{opt['train']['pixel_opt']['type']}`) on CPU, {seconds / 60:.1f} "
              'minutes in all (data, training, testing, scoring). Scored on crops of photographs held out from '
              'training; PSNR (dB) and SSIM as in BasicSR (8-bit, RGB, no border crop).', '']
     lines += _table(metrics)

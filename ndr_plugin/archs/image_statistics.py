@@ -100,7 +100,7 @@ class ImageStatistics:
     # The statistics of the layers
     # ------------------------------------------------------------------------------------------------------------------
     def shared_cosine_similarity(self, module: nn.Module, q: torch.Tensor, k: torch.Tensor, h: int, w: int,
-                          own: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                                 own: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """MDTA's channel cosine similarity over the image's pixels, for q and k of shape (B, heads, head_dim, h*w).
 
         ``own`` computes it over the tile's pixels (the first pass, or when the geometry does not allow sharing).
@@ -123,7 +123,7 @@ class ImageStatistics:
         return (qk / norms).to(q.dtype)
 
     def shared_spatial_means(self, module: nn.Module, x: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Means of x (B, C, h, w) over the image, over each of its rows and over each of its columns, restricted to
         the tile's rows and columns: shapes (B, C, 1, 1), (B, C, h, 1) and (B, C, 1, w)."""
         h, w = x.shape[-2:]
