@@ -64,6 +64,7 @@ setup(
         'tqdm',
         'scikit-image',
         'tensorboard',
+        'matplotlib',  # its sample photograph (grace_hopper) is one of the demo's training images
         'setuptools',
     ],
     extras_require={'test': ['pytest']},

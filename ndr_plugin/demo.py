@@ -1,8 +1,8 @@
 """``make demo`` / ``python -m ndr_plugin.demo``: NDR learns to restore, on any machine, with no data set downloaded.
 
-1. Builds small train and test LMDBs from colour photographs that ship with scikit-image (and matplotlib's sample
-   photograph when matplotlib is installed). Some photographs are held out for testing. Noise, rain, haze and
-   downsampling are synthesised with :mod:`ndr_plugin.data.degradation_specs`, seeded.
+1. Builds small train and test LMDBs from colour photographs that ship with scikit-image and matplotlib's sample
+   photograph (left out where matplotlib is not installed). Some photographs are held out for testing. Noise, rain,
+   haze and downsampling are synthesised with :mod:`ndr_plugin.data.degradation_specs`, seeded.
 2. Trains a tiny NDRNet with NDRModel in ``alternate`` mode through ``ndr_plugin.train``, i.e. BasicSR's own
    training loop.
 3. Tests it through ``ndr_plugin.test`` (BasicSR's test loop), which saves the restored images.
