@@ -14,7 +14,7 @@ receptive field reaches less than ``tile_overlap / 4`` pixels is therefore repro
 Layers that reduce over every pixel (NDRNet's and PromptIR's transposed attention, the CP gates of degradation
 injection) would see only their tile. Before the pass that produces the output, ``statistics_passes`` passes over the
 tiles add up those layers' statistics for the whole image (:mod:`ndr_plugin.archs.image_statistics`); the output pass
-then gives every tile the image's statistics. One pass brings the demo model's tiled output from 60.0 to 66.3 dB of
+then gives every tile the image's statistics. One pass brings the demo model's tiled output from 59.4 to 65.5 dB of
 the whole-image output at 4 MP (``benchmarks/results/tiling_demo.md``; 39.7 to 53.0 dB for the same demo trained with
 plain L1); what remains comes from convolutions reaching past the overlap.
 
