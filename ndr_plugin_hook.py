@@ -5,48 +5,17 @@ checkout, ``basicsr/test.py``) use our classes: when a process imports ``basicsr
 already in place (so BasicSR 1.4.2 imports on torchvision >= 0.17 and Python >= 3.12), and as soon as ``basicsr`` has
 finished importing, ``ndr_plugin`` is imported, which registers our archs, datasets, models, losses and metrics.
 
-Cost for processes that never import BasicSR: two small objects appended to ``sys.meta_path``; nothing is imported
-(torch included). Set ``NDR_PLUGIN_NO_HOOK=1`` to switch the hook off.
+Cost for processes that never import BasicSR: two small objects added to ``sys.meta_path`` (this finder and the
+legacy-module finder of :mod:`ndr_plugin_legacy`); nothing else is imported (torch included). Set
+``NDR_PLUGIN_NO_HOOK=1`` to switch the hook off.
 """
+import importlib
 import importlib.abc
-import importlib.machinery
 import importlib.util
 import os
 import sys
 
-# Old module name -> where today's stack keeps the same code (BasicSR 1.4.2 imports the old names).
-LEGACY_MODULE_ALIASES = {
-    'torchvision.transforms.functional_tensor': 'torchvision.transforms._functional_tensor',
-    'distutils': 'setuptools._distutils',
-    'distutils.version': 'setuptools._distutils.version',
-}
-
-
-class _AliasLoader(importlib.abc.Loader):
-
-    def __init__(self, target):
-        self.target = target
-
-    def create_module(self, spec):
-        return importlib.import_module(self.target)
-
-    def exec_module(self, module):
-        pass
-
-
-class LegacyModuleFinder(importlib.abc.MetaPathFinder):
-    """Serves removed modules under their old names, only when no other finder on ``sys.meta_path`` finds them."""
-
-    def find_spec(self, fullname, path, target=None):
-        alias = LEGACY_MODULE_ALIASES.get(fullname)
-        if alias is None:
-            return None
-        try:
-            if importlib.util.find_spec(alias.rpartition('.')[0]) is None:
-                return None
-        except (ImportError, ValueError):
-            return None
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(alias), is_package=fullname == 'distutils')
+from ndr_plugin_legacy import install_legacy_module_finder
 
 
 class _RegisterAfterBasicsrLoader(importlib.abc.Loader):
@@ -83,12 +52,6 @@ class BasicsrImportHook(importlib.abc.MetaPathFinder):
             return spec
         spec.loader = _RegisterAfterBasicsrLoader(spec.loader)
         return spec
-
-
-def install_legacy_module_finder():
-    """Append the alias finder once; last on the path, so a real old module always wins."""
-    if not any(type(f).__name__ == 'LegacyModuleFinder' for f in sys.meta_path):
-        sys.meta_path.append(LegacyModuleFinder())
 
 
 def install():

@@ -50,14 +50,15 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['ndr_plugin', 'ndr_plugin.*']),
-    py_modules=['ndr_plugin_hook'],
+    py_modules=['ndr_plugin_hook', 'ndr_plugin_legacy'],
     include_package_data=True,
-    package_data={'ndr_plugin': ['data/splits/*.txt', 'options/*.yml']},
+    package_data={'ndr_plugin': ['prepare/splits/*.txt', 'prepare/splits/*.md']},
     install_requires=[
         'torch>=1.13',
         'torchvision',
         'basicsr==1.4.2',
         'opencv-python',
+        'Pillow',  # EXIF orientation of JPEG inputs (ndr_plugin.restore.image_io)
         'lmdb',
         'pyyaml',
         'numpy',
@@ -72,7 +73,8 @@ setup(
         'console_scripts': [
             'ndr-train=ndr_plugin.train:main',
             'ndr-test=ndr_plugin.test:main',
-            'ndr-restore=ndr_plugin.restore:main',
+            'ndr-restore=ndr_plugin.restore.cli:main',
+            'ndr-prepare=ndr_plugin.prepare.cli:main',
             'ndr-demo=ndr_plugin.demo:main',
             'ndr-compare=ndr_plugin.compare:main',
             'ndr-install-hook=ndr_plugin_hook:main',

@@ -211,7 +211,7 @@ def child_memory(name: str, size: int) -> None:
 
 def ablation_variants() -> dict:
     """Label -> list of (module, attribute, replacement) that switch one optimisation off."""
-    from ndr_plugin.archs import arch_utils, ndr_arch, ndr_degradation_arch, restormer_blocks
+    from ndr_plugin.archs import fast_paths, ndr_arch, ndr_degradation_arch
 
     def keep_layout(x):
         return x
@@ -222,8 +222,7 @@ def ablation_variants() -> dict:
     return {'channels-first (NCHW) layout': [(ndr_arch, 'preferred_layout', keep_layout),
                                              (ndr_degradation_arch, 'preferred_layout', keep_layout)],
             "channels-last with PyTorch's own 1x1-conv kernel choice": [
-                (arch_utils, 'pointwise_conv', default_pointwise),
-                (restormer_blocks, 'pointwise_conv', default_pointwise)]}
+                (fast_paths, 'pointwise_conv', default_pointwise)]}
 
 
 def patched(call, patches: list):

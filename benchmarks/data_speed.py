@@ -35,7 +35,7 @@ import ndr_plugin  # noqa: E402,F401
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.utils import set_random_seed  # noqa: E402
 
-from ndr_plugin.data.prepare_kinds import prepare  # noqa: E402
+from ndr_plugin.prepare.kinds import prepare  # noqa: E402
 
 SHARED = ROOT.parent / 'shared' / 'data' / 'CBSD68'
 RESULTS = ROOT / 'benchmarks' / 'results'

@@ -133,13 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--runs', nargs='+', default=['ndr_alternate', 'ndr_joint', 'ndr_off', 'no_ndr', 'promptir'])
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--real-data', default=str(REPO.parent / 'shared' / 'data'))
+    parser.add_argument('--real-data', metavar='DIR', default=str(REPO.parent / 'shared' / 'data'),
+                        help='real benchmark pairs to score on, laid out as `python -m ndr_plugin.demo --help` lists '
+                             '(default: shared/data beside this repository, our development set-up)')
     parser.add_argument('--workdir', default=str(REPO / 'benchmarks' / 'work'), help='data and experiment files')
     args = parser.parse_args(argv)
     real_root = Path(args.real_data)
-    if not real_root.is_dir():
-        print(f'learning.py: the real benchmark images are needed for scoring and were not found at {real_root}; '
-              'pass --real-data', file=sys.stderr)
+    try:
+        demo.check_real_root(real_root)
+    except FileNotFoundError as err:
+        print(f'learning.py: the real benchmark images are needed for scoring: {err}', file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir).resolve()

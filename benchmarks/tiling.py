@@ -59,9 +59,9 @@ def make_photo(width: int, height: int) -> np.ndarray:
 def worker(args: argparse.Namespace) -> None:
     import torch
     torch.set_num_threads(args.threads)
-    from ndr_plugin.inference import Restorer
-    restorer = Restorer(args.weights, opt=args.opt, tile=args.tile or None, tile_overlap=args.overlap,
-                        statistics_passes=args.passes[0])
+    from ndr_plugin.restore.restorer import Restorer
+    restorer = Restorer(args.weights, opt=args.opt, tile=args.tile, tile_overlap=args.overlap,
+                        tile_passes=args.passes[0])
     result = {'seconds': 0.}
     if args.width:
         photo = make_photo(args.width, args.height)
@@ -98,7 +98,7 @@ def psnr_8bit(a: np.ndarray, b: np.ndarray) -> float:
 def seam_ratio(a: np.ndarray, b: np.ndarray, tile: int, overlap: int) -> float:
     """Mean |tiled - whole| on the columns where tiles meet, over its mean elsewhere (1 = no seam signal)."""
     from ndr_plugin.archs.ndr_arch import NDRNet
-    from ndr_plugin.tiling import tile_starts, tile_stride
+    from ndr_plugin.restore.tiling import tile_starts, tile_stride
     difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(0, 2))
     starts = tile_starts(a.shape[1], min(tile, a.shape[1]), tile_stride(tile, overlap, NDRNet.pad_multiple))[1:]
     seams = sorted({s + offset for s in starts for offset in range(overlap)} & set(range(a.shape[1])))
@@ -177,7 +177,7 @@ def estimates(records: list[dict], overlap: int, passes: int) -> list[dict]:
         return next((r for r in records if r['model'] == model and r['mode'] == mode
                      and (megapixels is None or r['megapixels'] == megapixels)), None)
     from ndr_plugin.archs.ndr_arch import NDRNet
-    from ndr_plugin.tiling import tile_starts, tile_stride
+    from ndr_plugin.restore.tiling import tile_starts, tile_stride
     paper_tile, tiny_tile = find('paper', 'one tile'), find('tiny', 'one tile')
     out = []
     for megapixels, (width, height) in SIZES.items():
@@ -253,7 +253,7 @@ def demo_model() -> tuple[str, str]:
     options = work / 'options_generated' / 'ndr_demo' / 'train.yml'
     if not (weights.is_file() and options.is_file()):
         work.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, '-m', 'ndr_plugin.demo', '--real-data', ''], cwd=work, check=True)
+        subprocess.run([sys.executable, '-m', 'ndr_plugin.demo'], cwd=work, check=True)
     return str(weights), str(options)
 
 

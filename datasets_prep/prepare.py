@@ -1,10 +1,14 @@
-"""Prepare standard restoration datasets as BasicSR LMDBs. Run ``python datasets_prep/prepare.py --help``."""
+"""Prepare standard restoration datasets as BasicSR LMDBs: the documented entry, same as ``ndr-prepare``.
+
+Run ``python datasets_prep/prepare.py --help`` after installing the plugin (``make install`` or ``pip install -e .``).
+"""
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
-
-from ndr_plugin.data.prepare_cli import main  # noqa: E402
+try:
+    from ndr_plugin.prepare.cli import main
+except ImportError as err:
+    sys.exit(f'datasets_prep/prepare.py: ndr_plugin is not installed in this Python ({err}); run `make install` '
+             'and use .venv/bin/python, or `pip install -e .`')
 
 if __name__ == '__main__':
     sys.exit(main())

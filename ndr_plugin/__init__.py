@@ -18,6 +18,6 @@ REGISTERED = True
 def __getattr__(name: str):
     # The inference API pulls in image I/O; load it only when asked for.
     if name == 'Restorer':
-        from ndr_plugin.inference import Restorer
+        from ndr_plugin.restore import Restorer
         return Restorer
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

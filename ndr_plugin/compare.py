@@ -29,7 +29,9 @@ PROTOCOL_TYPES = {
     'aio': {'psnr': ('calculate_psnr_aio',), 'ssim': ('calculate_ssim_aio',)},
 }
 _VALIDATION_BLOCK = re.compile(r'Validation (\S+)\n((?:\s+# [^\n]+\n?)+)')
-_METRIC_LINE = re.compile(r'# (\S+): (-?[0-9.]+|inf|nan)')
+_METRIC_LINE = re.compile(r'# (\S+): ([^\s]*)(\s|$)')
+# BasicSR logs every metric as f'{value:.4f}': anything else was cut off (a log copied while it was written) or edited.
+_LOGGED_VALUE = re.compile(r'-?\d+\.\d{4}|-?inf|nan')
 
 
 @dataclass
@@ -40,6 +42,7 @@ class RunSummary:
     params: int | None = None
     macs: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    unreadable: dict[str, dict[str, str]] = field(default_factory=dict)  # dataset -> {'psnr': 'truncated', ..}
 
 
 def find_option_file(folder: Path) -> Path:
@@ -49,15 +52,36 @@ def find_option_file(folder: Path) -> Path:
     return candidates[0]
 
 
-def parse_validation_log(folder: Path) -> dict[str, dict[str, float]]:
-    """Metric values per dataset from the newest log in ``folder`` (the last validation of each dataset)."""
-    logs = sorted(folder.glob('*.log'), key=lambda p: p.stat().st_mtime)
+def _logged_value(token: str, ends_line: bool) -> float | str:
+    """A metric's value as BasicSR wrote it, or why it cannot be read ('truncated' or 'malformed')."""
+    if not ends_line:
+        return 'truncated'
+    if not _LOGGED_VALUE.fullmatch(token):
+        return 'malformed'
+    return float(token)
+
+
+def parse_validation_log(folder: Path) -> dict[str, dict[str, float | str]]:
+    """Metric values per dataset from the newest log in ``folder`` (the last validation of each dataset).
+
+    A value that is not a complete BasicSR number is returned as 'truncated' or 'malformed', with a warning on stderr
+    naming the log, so that a log cut mid-number never shows up as a result.
+    """
+    logs = sorted((p for p in folder.glob('*.log') if p.is_file()), key=lambda p: p.stat().st_mtime)
     if not logs:
         raise FileNotFoundError(f'{folder}: no BasicSR log file (*.log) found')
-    results: dict[str, dict[str, float]] = {}
-    for match in _VALIDATION_BLOCK.finditer(logs[-1].read_text(encoding='utf-8', errors='replace')):
+    text = logs[-1].read_text(encoding='utf-8', errors='replace')
+    results: dict[str, dict[str, float | str]] = {}
+    for match in _VALIDATION_BLOCK.finditer(text):
         dataset, body = match.group(1), match.group(2)
-        results[dataset] = {m.group(1): float(m.group(2)) for m in _METRIC_LINE.finditer(body)}
+        values = {}
+        for m in _METRIC_LINE.finditer(body):
+            at_end_of_log = match.start(2) + m.end() >= len(text) and not m.group(3)
+            values[m.group(1)] = _logged_value(m.group(2), not at_end_of_log)
+            if isinstance(values[m.group(1)], str):
+                print(f'ndr-compare: warning: {logs[-1]}: the {m.group(1)} value of {dataset} is '
+                      f'{values[m.group(1)]} ({m.group(2)!r}); its cell says so', file=sys.stderr)
+        results[dataset] = values
     if not results:
         raise ValueError(f'{logs[-1]}: no validation results in the log')
     return results
@@ -97,19 +121,25 @@ def measure_network(network_opt: dict[str, Any], size: int, repeats: int, device
         with torch.inference_mode():
             net_d(x_d)
             for _ in range(repeats):
-                if device == 'cuda':
-                    torch.cuda.synchronize()
+                _synchronize(device)
                 start = time.perf_counter()
                 net_d(x_d)
-                if device == 'cuda':
-                    torch.cuda.synchronize()
+                _synchronize(device)
                 times.append((time.perf_counter() - start) * 1000)
         latency[device] = statistics.median(times)
     return params, macs, latency
 
 
+def _synchronize(device: str) -> None:
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize(device)
+    elif device == 'mps':
+        torch.mps.synchronize()
+
+
 def summarize_run(spec: str, protocol: str, size: int, repeats: int, devices: list[str]) -> RunSummary:
-    from ndr_plugin.option_check import load_option_file
+    from ndr_plugin.options import load_option_file
     folder_text, _, opt_text = spec.partition(':')
     folder = Path(folder_text)
     if not folder.is_dir():
@@ -125,14 +155,19 @@ def summarize_run(spec: str, protocol: str, size: int, repeats: int, devices: li
     for dataset, values in logged.items():
         if dataset == 'average':
             continue
-        summary.metrics[dataset] = {kind: values[name] for kind, name in names.items() if name in values}
+        found = {kind: values[name] for kind, name in names.items() if name in values}
+        summary.metrics[dataset] = {kind: v for kind, v in found.items() if not isinstance(v, str)}
+        summary.unreadable[dataset] = {kind: v for kind, v in found.items() if isinstance(v, str)}
     if 'network_g' in opt:
         summary.params, summary.macs, summary.latency_ms = measure_network(opt['network_g'], size, repeats, devices)
     return summary
 
 
 def _fmt(value: float | None, digits: int) -> str:
-    return '-' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:.{digits}f}'
+    """'-' for not measured; a NaN that was measured stays visible as 'nan'."""
+    if value is None:
+        return '-'
+    return 'nan' if isinstance(value, float) and math.isnan(value) else f'{value:.{digits}f}'
 
 
 def build_table(runs: list[RunSummary], size: int) -> tuple[list[str], list[list[str]]]:
@@ -146,8 +181,10 @@ def build_table(runs: list[RunSummary], size: int) -> tuple[list[str], list[list
         row = [run.name]
         psnrs, ssims = [], []
         for d in datasets:
-            values = run.metrics.get(d, {})
-            row.append(f"{_fmt(values.get('psnr'), 2)}/{_fmt(values.get('ssim'), 4)}")
+            values, unreadable = run.metrics.get(d, {}), run.unreadable.get(d, {})
+            psnr = unreadable.get('psnr') or _fmt(values.get('psnr'), 2)
+            ssim = unreadable.get('ssim') or _fmt(values.get('ssim'), 4)
+            row.append(f'{psnr}/{ssim}')
             if 'psnr' in values:
                 psnrs.append(values['psnr'])
             if 'ssim' in values:
@@ -180,16 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--csv', default=None, help='CSV file to write (default: the --out path with .csv)')
     parser.add_argument('--size', type=int, default=256, help='image size for MACs and latency (default 256)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs per network (median reported)')
-    parser.add_argument('--device', action='append', choices=['cpu', 'cuda'], default=None,
-                        help='where to time the networks; repeat for both (default: cpu, plus cuda if available)')
+    parser.add_argument('--device', action='append', default=None,
+                        help='where to time the networks, as PyTorch spells it (cpu, cuda, cuda:1, mps); repeat for '
+                             'several (default: cpu, plus cuda if available)')
     args = parser.parse_args(argv)
     import torch
-    devices = args.device or (['cpu'] + (['cuda'] if torch.cuda.is_available() else []))
-    if 'cuda' in devices and not torch.cuda.is_available():
-        parser.error('--device cuda: CUDA is not available here')
+    from ndr_plugin.restore.loading import resolve_device
+    try:
+        devices = [str(resolve_device(d)) for d in args.device] if args.device else \
+            ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    except ValueError as err:
+        parser.error(f'--device: {err}')
     try:
         runs = [summarize_run(spec, args.protocol, args.size, args.repeats, devices) for spec in args.runs]
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f'ndr-compare: error: {err}', file=sys.stderr)
         return 2
     header, rows = build_table(runs, args.size)

@@ -7,15 +7,16 @@ What it fixes (see BasicSR issues #533/#663, #571, and the mmcv-derived distribu
 
 * ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17, yet ``basicsr/data/degradations.py``
   imports it, so ``import basicsr`` fails. A finder placed *last* on ``sys.meta_path`` answers only when the real module
-  is missing, and aliases it to ``torchvision.transforms._functional_tensor``.
+  is missing, and aliases it to ``torchvision.transforms._functional_tensor`` (:mod:`ndr_plugin_legacy`).
 * ``distutils`` is gone from Python >= 3.12; ``basicsr/archs/arch_util.py`` imports ``distutils.version.LooseVersion``.
   The same finder serves setuptools' vendored copy when no real ``distutils`` is found.
 * ``basicsr.utils.dist_util`` always initialises NCCL and divides by the CUDA device count, so CPU-only distributed
   training fails with ``ZeroDivisionError``; ``BaseModel.model_to_device`` passes CUDA ``device_ids`` to DDP. On hosts
   without CUDA both fall back to gloo and device-less DDP.
-* ``torch.load`` defaults to ``weights_only=True`` since torch 2.6. BasicSR's own checkpoints and training states load
-  under it; :func:`torch_load` keeps that safe default and unpickles arbitrary objects only when the user opts in with
-  ``NDR_TRUST_CHECKPOINTS=1`` (or ``trusted=True``).
+* ``torch.load`` defaults to ``weights_only=True`` since torch 2.6. The few plain classes BasicSR's training states
+  hold are allowed under it (safe loading itself lives in :mod:`ndr_plugin.checkpoints`).
+* BasicSR reads option files with PyYAML's full loader (a file can run code); its ``parse_options`` is given our
+  safe loader (:mod:`ndr_plugin.options`).
 * A misspelt ``type:`` gets a ``KeyError`` that lists the closest registered names.
 * CPU resume (``basicsr.train.load_resume_state`` maps storages with ``.cuda()``) is handled by our entry points, which
   replace that function; see :mod:`ndr_plugin.train`.
@@ -23,13 +24,9 @@ What it fixes (see BasicSR issues #533/#663, #571, and the mmcv-derived distribu
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
-from ndr_plugin_hook import install_legacy_module_finder
-
-TRUST_ENV = 'NDR_TRUST_CHECKPOINTS'
-
+from ndr_plugin_legacy import install_legacy_module_finder
 
 def _cuda_available() -> bool:
     import torch
@@ -89,6 +86,26 @@ def _patch_distributed() -> None:
     dist_util._ndr_patched = True
 
 
+def _patch_option_loader() -> None:
+    """BasicSR's ``parse_options`` (so its own ``train.py``/``test.py``) reads option files with our safe loader.
+
+    ``parse_options`` calls ``ordered_yaml()`` each time it reads a file, so replacing that function in its module is
+    enough; the dumper stays BasicSR's. See :mod:`ndr_plugin.options` for what is allowed and the opt-out.
+    """
+    from basicsr.utils import options as basicsr_options
+    if getattr(basicsr_options, '_ndr_patched', False):
+        return
+    original_ordered_yaml = basicsr_options.ordered_yaml
+
+    def ordered_yaml():
+        from ndr_plugin.options import option_loader
+        return option_loader(), original_ordered_yaml()[1]
+
+    basicsr_options.ordered_yaml = ordered_yaml
+    basicsr_options.ndr_original_ordered_yaml = original_ordered_yaml
+    basicsr_options._ndr_patched = True
+
+
 def _patch_registry_errors() -> None:
     """A typo in an option file's ``type:`` names the closest registered names, whichever script builds it."""
     from basicsr.utils.registry import Registry
@@ -100,61 +117,11 @@ def _patch_registry_errors() -> None:
         try:
             return original_get(self, name, suffix)
         except KeyError:
-            from ndr_plugin.option_check import unknown_name_message
+            from ndr_plugin.options import unknown_name_message
             raise KeyError(unknown_name_message(self._name, name, list(self._obj_map))) from None
 
     Registry.get = get
     Registry._ndr_patched = True
-
-
-def trust_requested(trusted: bool | None = None) -> bool:
-    if trusted is not None:
-        return trusted
-    return os.environ.get(TRUST_ENV, '').strip().lower() in ('1', 'true', 'yes')
-
-
-def torch_load(path: str, map_location: Any = 'cpu', trusted: bool | None = None) -> Any:
-    """``torch.load`` that is safe by default.
-
-    Tensors, plain containers and the few classes BasicSR training states hold are loaded with ``weights_only=True``.
-    Arbitrary pickled objects (code execution) only with ``trusted=True`` or ``NDR_TRUST_CHECKPOINTS=1``.
-    """
-    import pickle
-
-    import torch
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint not found: {path}')
-    if trust_requested(trusted):
-        return torch.load(path, map_location=map_location, weights_only=False)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise pickle.UnpicklingError(
-            f'{path} contains Python objects other than tensors and plain containers, so it was not loaded '
-            f'(unpickling can run arbitrary code). If you trust this file, set {TRUST_ENV}=1 and retry.\n'
-            f'Details: {err}') from None
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, flushed to disk, then renamed over ``path``.
-
-    A process killed mid-write leaves at most a stray ``.tmp`` file, never a truncated checkpoint under the real
-    name, so ``--auto_resume`` (which picks the newest ``*.state``) never picks a broken one.
-    """
-    import torch
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def _register_safe_globals() -> None:
@@ -176,5 +143,6 @@ def apply() -> None:
     install_legacy_module_finder()
     _register_safe_globals()
     _patch_distributed()
+    _patch_option_loader()
     _patch_registry_errors()
     _applied = True

@@ -28,7 +28,7 @@ import torch
 
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
-from ndr_plugin.compat import atomic_torch_save, torch_load
+from ndr_plugin.checkpoints import atomic_torch_save, torch_load
 
 NDR_KEYS = ('degradation_representations', 'restoration_net.dr')
 RESTORATION_PREFIX = 'restoration_net.'
@@ -305,8 +305,10 @@ def convert_official_checkpoint(in_path: str, out_path: str, keep_bgr: bool = Fa
     """Converts an official checkpoint file; returns the written paths (NDRNet, NDRDegradationNet or None).
 
     Each file is ``{'params': state_dict, 'network_options': {...}}``, where the options (with ``type``) build the
-    network the weights were verified against by a strict load.
+    network the weights were verified against by a strict load. Refuses, before reading anything, an output that is
+    a folder or that would overwrite the input.
     """
+    _check_outputs(in_path, [out_path, degradation_path(out_path)])
     official = torch_load(in_path)
     net_g_sd, net_deg_sd = convert_official_state_dict(official, keep_bgr=keep_bgr)
     net_g_options, net_deg_options = official_network_options(official)
@@ -315,6 +317,14 @@ def convert_official_checkpoint(in_path: str, out_path: str, keep_bgr: bool = Fa
     if net_deg_sd is not None:
         deg_path = _write(NDRDegradationNet, net_deg_options, net_deg_sd, legacy_residuals, degradation_path(out_path))
     return g_path, deg_path
+
+
+def _check_outputs(in_path: str, out_paths: list[str]) -> None:
+    for out in out_paths:
+        if os.path.isdir(out):
+            raise ValueError(f'the output {out} is a folder; give a file name such as {os.path.join(out, "ndr.pth")}')
+        if os.path.exists(in_path) and os.path.exists(out) and os.path.samefile(in_path, out):
+            raise ValueError(f'the output {out} is the input file; choose another output name (the input is kept)')
 
 
 def _write(net_cls: type, options: dict, weights: dict[str, torch.Tensor], legacy_residuals: bool, path: str) -> str:
@@ -336,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         g_path, deg_path = convert_official_checkpoint(args.input, args.output, args.keep_bgr, args.legacy_residuals)
-    except (ValueError, FileNotFoundError, pickle.UnpicklingError) as err:
+    except (ValueError, OSError, pickle.UnpicklingError) as err:
         print(f'convert_official: {args.input}: {err}', file=sys.stderr)
         return 1
     order = 'BGR (as trained)' if args.keep_bgr else 'RGB'

@@ -8,7 +8,7 @@ import os
 import sys
 
 import ndr_plugin  # noqa: F401  (compat layer + registration before BasicSR is used)
-from ndr_plugin.cli_common import prepare_basicsr_argv
+from ndr_plugin.basicsr_cli import prepare_basicsr_argv
 
 
 def main(argv: list[str] | None = None) -> None:

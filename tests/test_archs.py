@@ -1,16 +1,20 @@
-"""NDRNet and NDRDegradationNet: sizes, shapes, padding, gradients, the query path, registry, bad inputs."""
+"""NDRNet and NDRDegradationNet: sizes, shapes, padding, gradients, the query path, registry, bad inputs, and the
+fast paths against the plain operators."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 import ndr_plugin  # noqa: F401  (compat before BasicSR)
 from basicsr.archs import build_network
 from ndr_plugin.archs import ndr_arch, ndr_degradation_arch
+from ndr_plugin.archs.fast_paths import fast_paths_enabled, plain_operators
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
 from ndr_plugin.archs.ndr_modules import DegradationInjection, DegradationQuery, LowRankCPGate
@@ -200,22 +204,25 @@ def test_build_from_option_dict():
     lambda: TransformerBlock(16, 2, 2.66, bias=True), lambda: LayerNorm2d(16), lambda: MDTA(16, 4, bias=False),
     lambda: GDFN(16, 2.66, bias=True), lambda: LowRankCPGate(16, rank=3, residual=True)],
     ids=['transformer_block', 'layer_norm', 'mdta', 'gdfn', 'cp_gate'])
-def test_blocks_agree_in_both_memory_layouts(make_block):
-    # CPU runs channels-last; other devices keep channels-first, whose code paths must compute the same function.
+def test_blocks_agree_in_both_memory_layouts_and_with_plain_operators(make_block):
+    # CPU runs channels-last; other devices keep channels-first, and plain_operators() turns every fast path off:
+    # all three must compute the same function.
     torch.manual_seed(0)
     block = make_block()
     x = torch.randn(2, 16, 12, 20, requires_grad=True)
     outputs, grads = [], []
-    for layout in (torch.contiguous_format, torch.channels_last):
+    for layout, plain in ((torch.contiguous_format, False), (torch.channels_last, False), (torch.channels_last, True)):
         block.zero_grad()
         x.grad = None
-        out = block(x.contiguous(memory_format=layout))
+        with plain_operators() if plain else contextlib.nullcontext():
+            out = block(x.contiguous(memory_format=layout))
         out.square().sum().backward()
         outputs.append(out)
         grads.append([x.grad] + [p.grad for p in block.parameters()])
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    for other_outputs, other_grads in zip(outputs[1:], grads[1:]):
+        assert torch.allclose(outputs[0], other_outputs, atol=1e-5)
+        for a, b in zip(grads[0], other_grads):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_query_and_injection_agree_in_both_memory_layouts():
@@ -229,6 +236,54 @@ def test_query_and_injection_agree_in_both_memory_layouts():
         results.append((degradation_map, weights, inject(feature.contiguous(memory_format=layout), degradation_map)))
     for a, b in zip(*results):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+class RecordTorchFunctions(TorchFunctionMode):
+    """Records the names of the torch functions the code calls (what a tracing exporter sees), changing nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.add(getattr(func, '__name__', str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def _called_functions(net: torch.nn.Module, x: torch.Tensor) -> set[str]:
+    with RecordTorchFunctions() as recorder:
+        net(x)
+    return recorder.names
+
+
+def test_plain_operators_match_the_fast_paths_without_onednn_calls(tiny_pair):
+    net, deg = tiny_pair
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        restored, maps = net(x, return_degradation=True)
+        degraded = deg(x, maps)
+        with plain_operators():
+            restored_plain, maps_plain = net(x, return_degradation=True)
+            degraded_plain = deg(x, maps_plain)
+            plain_calls = _called_functions(net, x)
+        fast_calls = _called_functions(net, x)
+    assert torch.allclose(restored, restored_plain, atol=1e-5) and torch.allclose(degraded, degraded_plain, atol=1e-5)
+    assert all(m.is_contiguous() for m in maps_plain)  # channels-first throughout
+    if torch.backends.mkldnn.is_available():
+        assert 'mkldnn_convolution' in fast_calls
+    assert 'einsum' in fast_calls and 'layer_norm' in fast_calls
+    assert not {'mkldnn_convolution', 'einsum', 'layer_norm'} & plain_calls
+
+
+def test_plain_operators_switch_is_restored_on_exit():
+    assert fast_paths_enabled()
+    with pytest.raises(RuntimeError, match='inside'):
+        with plain_operators():
+            with plain_operators():
+                assert not fast_paths_enabled()
+            assert not fast_paths_enabled()
+            raise RuntimeError('inside')
+    assert fast_paths_enabled()
 
 
 def test_channels_first_network_matches(tiny_pair, monkeypatch):

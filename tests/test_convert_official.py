@@ -14,7 +14,7 @@ import ndr_plugin  # noqa: F401  (compat before BasicSR)
 from basicsr.archs import build_network
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_degradation_arch import NDRDegradationNet
-from ndr_plugin.compat import torch_load
+from ndr_plugin.checkpoints import torch_load
 from ndr_plugin.convert_official import (convert_official_state_dict, degradation_path, is_official_state_dict, main,
                                          official_network_options)
 import official_reference

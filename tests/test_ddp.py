@@ -13,7 +13,7 @@ import torch
 import yaml
 from tiny_data import TINY_NDRNET, noisy_pairs, write_paired_lmdb
 
-from ndr_plugin.compat import torch_load
+from ndr_plugin.checkpoints import torch_load
 
 # Runs the real entry point once per option file in the same two processes (startup dominates on CPU; the process
 # group is created once and reused), keeps a handle on the model BasicSR builds, poisons one batch on rank 1 and dumps

@@ -12,8 +12,8 @@ import torch
 
 import ndr_plugin
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-from ndr_plugin import compat
-from ndr_plugin.option_check import OptionError, check_option_file
+from ndr_plugin import checkpoints, compat
+from ndr_plugin.options import OptionError, check_option_file
 from tiny_data import tiny_test_options, tiny_train_options
 
 PY = sys.executable
@@ -69,8 +69,8 @@ def test_train_resume_and_test_through_our_entry_points(tmp_path, subprocess_env
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = '\n'.join(p.read_text() for p in exp.glob('train_*.log'))
     assert 'Resuming training from epoch' in log and 'iter: 4' in log
-    state4 = compat.torch_load(str(exp / 'training_states' / '4.state'))
-    state6 = compat.torch_load(str(exp / 'training_states' / '6.state'))
+    state4 = checkpoints.torch_load(str(exp / 'training_states' / '4.state'))
+    state6 = checkpoints.torch_load(str(exp / 'training_states' / '6.state'))
     assert state6['iter'] == 6
     # The schedule halves the rate at iteration 2: the resumed run continued from the restored scheduler.
     assert state6['schedulers'][0]['last_epoch'] == state4['schedulers'][0]['last_epoch'] + 2
@@ -144,6 +144,6 @@ def test_untrusted_pickles_are_refused_unless_the_user_opts_in(tmp_path, monkeyp
     torch.save({'params': {}, 'args': argparse.Namespace(a=1)}, path)
     import pickle
     with pytest.raises(pickle.UnpicklingError, match='NDR_TRUST_CHECKPOINTS=1'):
-        compat.torch_load(str(path))
+        checkpoints.torch_load(str(path))
     monkeypatch.setenv('NDR_TRUST_CHECKPOINTS', '1')
-    assert compat.torch_load(str(path))['args'].a == 1
+    assert checkpoints.torch_load(str(path))['args'].a == 1

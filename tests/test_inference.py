@@ -10,8 +10,8 @@ import ndr_plugin
 from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.archs.ndr_modules import LowRankCPGate
 from ndr_plugin.archs.restormer_blocks import MDTA
-from ndr_plugin.inference import Restorer, load_network_g
-from ndr_plugin.tiling import tile_starts, tiled_forward
+from ndr_plugin.restore.restorer import Restorer, load_network_g
+from ndr_plugin.restore.tiling import TileSettings, tile_starts, tiled_forward
 from skimage import data as skdata
 
 TINY_NDR = dict(dim=8, num_blocks=[1, 1, 1, 1], heads=[1, 1, 1, 1], num_refinement_blocks=1, num_atoms=8,
@@ -109,7 +109,7 @@ def test_tiled_equals_whole_for_local_network(size, tile, overlap):
     x = _image_tensor(*size)
     with torch.no_grad():
         whole = net(x)
-    tiled = tiled_forward(net, x, tile, overlap)
+    tiled = tiled_forward(net, x, TileSettings(tile, overlap))
     assert tiled.shape == whole.shape
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
 
@@ -120,37 +120,35 @@ def test_tiled_pads_to_the_network_multiple():
     x = _image_tensor(203, 150)
     with torch.no_grad():
         whole = net(nn.functional.pad(x, (0, 2, 0, 5), mode='reflect'))[..., :203, :150]
-    tiled = tiled_forward(net, x, 100, 32)  # tile rounded down to 96, cut from the image padded as a whole
+    tiled = tiled_forward(net, x, TileSettings(100, 32))  # rounded down to 96, cut from the image padded as a whole
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
     small = x[..., :45, :61]  # smaller than a tile: reflect-padded to 48x64 like the whole image
     with torch.no_grad():
         expected = net(nn.functional.pad(small, (0, 3, 0, 3), mode='reflect'))[..., :45, :61]
-    torch.testing.assert_close(tiled_forward(net, small, 96, 32), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(tiled_forward(net, small, TileSettings(96, 32)), expected, rtol=0, atol=1e-6)
 
 
 def test_out_of_memory_halves_the_tile():
     torch.manual_seed(0)
     net = MemoryBudgetNet(max_pixels=80 * 80).eval()
     x = _image_tensor(150, 230)
-    tiled = tiled_forward(net, x, 512, 32)
+    tiled = tiled_forward(net, x, TileSettings(512, 32))
     assert (150, 230) in net.sizes_tried and (128, 128) in net.sizes_tried and max(net.sizes_tried[-1]) <= 64
     with torch.no_grad():
         torch.testing.assert_close(tiled, LocalNet.forward(net, x), rtol=0, atol=1e-6)
     net.sizes_tried.clear()
     with pytest.raises(torch.OutOfMemoryError):
-        tiled_forward(net, x, 256, 32, min_tile_size=128)
+        tiled_forward(net, x, TileSettings(256, 32), min_tile_size=128)
     assert max(net.sizes_tried[-1]) == 128
     with pytest.raises(torch.OutOfMemoryError):
-        tiled_forward(net, x, None)  # no tile size: a plain forward, no fallback
+        tiled_forward(net, x, None)  # no tile settings: a plain forward, no fallback
 
 
 def test_other_errors_are_not_retried():
     net = MemoryBudgetNet(max_pixels=10 ** 6)
     with pytest.raises(RuntimeError, match='expected input'):
-        tiled_forward(net, torch.rand(1, 5, 64, 64), 32, 8)
+        tiled_forward(net, torch.rand(1, 5, 64, 64), TileSettings(32, 8))
     assert len(net.sizes_tried) == 1
-    with pytest.raises(ValueError, match='tile_size must be positive'):
-        tiled_forward(net, torch.rand(1, 3, 64, 64), 0)
 
 
 def test_image_statistics_make_tiles_exact_for_layers_that_reduce_over_all_pixels():
@@ -159,22 +157,21 @@ def test_image_statistics_make_tiles_exact_for_layers_that_reduce_over_all_pixel
     x = _image_tensor(150, 230)
     with torch.no_grad():
         whole = net(x)
-    errors = [(tiled_forward(net, x, 64, 16, statistics_passes=passes) - whole).abs().max().item()
+    errors = [(tiled_forward(net, x, TileSettings(64, 16, passes)) - whole).abs().max().item()
               for passes in (0, 1, 2)]
     assert errors[0] > 1e-3  # every tile with its own attention and means
     # One pass gives the attention the image's statistics, but the gate's were gathered behind per-tile attention;
     # a second pass fixes those too: two layers deep, two passes are exact.
     assert 1e-5 < errors[1] < errors[0] / 10 and errors[2] < 1e-6, errors
     assert net.attention.image_statistics is None and net.gate.image_statistics is None  # removed afterwards
-    with pytest.raises(ValueError, match='statistics_passes'):
-        tiled_forward(net, x, 64, 16, statistics_passes=-1)
 
 
 def test_statistics_are_not_shared_when_tiles_do_not_fit_the_feature_grid():
     torch.manual_seed(0)
     net = ThirdsNet().eval()
     x = _image_tensor(150, 230)
-    torch.testing.assert_close(tiled_forward(net, x, 64, 16), tiled_forward(net, x, 64, 16, statistics_passes=0),
+    torch.testing.assert_close(tiled_forward(net, x, TileSettings(64, 16)),
+                               tiled_forward(net, x, TileSettings(64, 16, 0)),
                                rtol=0, atol=0)
 
 
@@ -187,7 +184,7 @@ def test_tiled_ndrnet_within_measured_bound(passes):
         net = NDRNet(**TINY_NDR).eval()
         with torch.no_grad():
             whole = net(x)
-        tiled = tiled_forward(net, x, 96, 32, statistics_passes=passes)
+        tiled = tiled_forward(net, x, TileSettings(96, 32, passes))
         difference = (tiled - whole).abs()
         psnr = -10 * torch.log10(difference.pow(2).mean()).item()
         assert difference.max().item() > 1e-5  # convolutions reach past the overlap: not exact (so this measures)
@@ -245,7 +242,7 @@ def test_restore_keeps_dtype_layout_and_alpha(tiny_checkpoint):
     with pytest.raises(TypeError, match='dtype int32'):
         restorer.restore(gray.astype(np.int32))
     with pytest.raises(ValueError, match='shape'):
-        restorer.restore(np.zeros((8, 8, 2), np.uint8))
+        restorer.restore(np.zeros((8, 8, 5), np.uint8))
 
 
 def test_checkpoint_formats(tiny_checkpoint, tmp_path):
@@ -294,7 +291,7 @@ def test_half_precision_on_cpu_uses_bfloat16(tiny_checkpoint):
 
 
 def test_explain_reports_atom_usage(tiny_checkpoint):
-    from ndr_plugin.explain import REFERENCE_DEGRADATIONS, format_explanation
+    from ndr_plugin.restore.explain import REFERENCE_DEGRADATIONS, format_explanation
     weights, opt, _ = tiny_checkpoint
     restorer = Restorer(weights, opt=opt, tile=64)
     image = skdata.astronaut()[:100, :140]
@@ -306,3 +303,107 @@ def test_explain_reports_atom_usage(tiny_checkpoint):
     references = restorer._reference_signatures
     assert restorer.explain(image) == explanation and restorer._reference_signatures is references  # cached
     assert 'nearest degradation' in format_explanation('photo.png', explanation)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One tile setting, checked once; nothing wrong returned silently
+# ----------------------------------------------------------------------------------------------------------------------
+def test_tile_settings_are_checked_in_one_place():
+    assert TileSettings(None) == TileSettings(0) and TileSettings(0).whole_image
+    with pytest.raises(ValueError, match='tile 8 is too small for tile_overlap 32'):
+        TileSettings(8)
+    with pytest.raises(ValueError, match='tile_passes must be a non-negative integer'):
+        TileSettings(64, 16, -1)
+    with pytest.raises(ValueError, match='tile_overlap must be a non-negative integer'):
+        TileSettings(64, 1.5)
+    # Past the overlap check, the network's multiple decides: 8 - 4 leaves no whole stride of 8.
+    with pytest.raises(ValueError, match=r'tile 8 is too small for tile_overlap 4: .* tile >= 16'):
+        TileSettings(8, 4).size_for(8)
+    assert TileSettings(41, 32).size_for(8) == 40 and TileSettings(40, 32).smallest_size(8) == 40
+
+
+def test_blend_layout_without_weight_is_refused():
+    from ndr_plugin.restore.tiling import check_coverage
+    check_coverage([0, 8], 16, 24, 8)
+    with pytest.raises(RuntimeError, match='zero blend weight'):
+        check_coverage([0, 8], 8, 16, 4)  # stride = tile: the zero margins of the window cover nothing else
+
+
+def test_restorer_tile_just_above_the_limit_matches_whole_and_below_is_an_error(tiny_checkpoint):
+    weights, opt, _ = tiny_checkpoint
+    with pytest.raises(ValueError, match='tile 8 is too small for tile_overlap 32'):
+        Restorer(weights, opt=opt, tile=8)
+    with pytest.raises(ValueError, match='tile 12 is too small for tile_overlap 8'):
+        Restorer(weights, opt=opt, tile=12, tile_overlap=8)  # rounded to 8 for NDRNet: no stride left
+    image = skdata.astronaut()[:72, :96]
+    whole = Restorer(weights, opt=opt).restore(image).astype(int)
+    tiled = Restorer(weights, opt=opt, tile=TileSettings(40, 32)).restore(image).astype(int)
+    assert np.abs(tiled - whole).max() <= 3 and np.abs(tiled - whole).mean() < 0.5
+
+
+def test_restorer_keywords_have_one_spelling(tiny_checkpoint):
+    weights, opt, _ = tiny_checkpoint
+    with pytest.raises(TypeError, match="'statistics_passes' is now 'tile_passes'"):
+        Restorer(weights, opt=opt, tile=64, statistics_passes=1)
+    with pytest.raises(TypeError, match='inside TileSettings'):
+        Restorer(weights, opt=opt, tile=TileSettings(64), tile_overlap=16)
+    restorer = Restorer(weights, opt=opt, tile=64, tile_overlap=16, tile_passes=0)
+    assert restorer.tile == TileSettings(64, 16, 0)
+
+
+def test_device_strings_are_checked():
+    from ndr_plugin.restore.loading import resolve_device
+    assert resolve_device('cpu') == torch.device('cpu')
+    with pytest.raises(ValueError, match="device 'gpu' is not a PyTorch device"):
+        resolve_device('gpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda:1' requested but CUDA is not available"):
+            resolve_device('cuda:1')
+
+
+def test_non_finite_output_is_an_error_not_a_black_image(tiny_checkpoint, tmp_path):
+    from ndr_plugin.restore.restorer import NonFiniteOutputError
+    _, opt, net = tiny_checkpoint
+    broken = {key: torch.full_like(value, float('nan')) if value.is_floating_point() else value
+              for key, value in net.state_dict().items()}
+    torch.save({'params': broken}, tmp_path / 'nan.pth')
+    with pytest.raises(NonFiniteOutputError, match=r'the checkpoint or input produced NaN/Inf \(weights: .*nan\.pth'):
+        Restorer(tmp_path / 'nan.pth', opt=opt).restore(skdata.astronaut()[:32, :32])
+
+
+def test_float_input_outside_unit_range_warns_and_nan_input_is_an_error(tiny_checkpoint):
+    weights, opt, _ = tiny_checkpoint
+    restorer = Restorer(weights, opt=opt)
+    image = skdata.astronaut()[:32, :32].astype(np.float32) / 255.
+    image[0, 0, 0] = 1.5
+    with pytest.warns(UserWarning, match=r'outside \[0, 1\] \(min 0, max 1.5\) are clipped'):
+        restorer.restore(image)
+    image[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match='contains NaN or Inf'):
+        restorer.restore(image)
+
+
+def test_gray_alpha_stays_gray_alpha(tiny_checkpoint):
+    weights, opt, _ = tiny_checkpoint
+    restorer = Restorer(weights, opt=opt)
+    gray = skdata.camera()[:40, :48]
+    alpha = np.random.default_rng(0).integers(0, 256, gray.shape, dtype=np.uint8)
+    out = restorer.restore(np.dstack([gray, alpha]))
+    assert out.shape == (40, 48, 2) and np.array_equal(out[..., 1], alpha)
+    assert np.array_equal(out[..., 0], restorer.restore(gray))
+
+
+def test_run_option_file_is_used_and_a_mismatch_is_short(tiny_checkpoint, tmp_path):
+    weights, opt, _ = tiny_checkpoint
+    models = tmp_path / 'experiments' / 'tiny_run' / 'models'
+    models.mkdir(parents=True)
+    (models / 'net_g_latest.pth').write_bytes(weights.read_bytes())
+    with pytest.raises(ValueError) as info:
+        load_network_g(models / 'net_g_latest.pth')  # no option file anywhere: the paper-size default
+    message = str(info.value)
+    assert 'net_g_latest.pth: weights do not fit network_g' in message and '\n' not in message
+    assert 'key(s) missing from the checkpoint' in message and len(message) < 1500
+    (models.parent / 'tiny_run.yml').write_text(opt.read_text())
+    restorer = Restorer(models / 'net_g_latest.pth')
+    assert 'tiny_run.yml (the option file saved with the run)' in restorer.network_source
+    assert restorer.net.ndr.atoms.shape == (8, 16)

@@ -7,7 +7,7 @@ import torch
 
 import ndr_plugin  # noqa: F401  (compat + registration before BasicSR)
 from basicsr.losses import build_loss
-from ndr_plugin.models.training_utils import Objective
+from ndr_plugin.models.bidirectional import Objective
 
 
 def _astronaut_pair() -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher
 from basicsr.utils import set_random_seed
-from ndr_plugin.data.lmdb_io import LmdbFormatError, write_lmdb, write_paired_lmdb
+from ndr_plugin.data.lmdb_io import LmdbFormatError
+from ndr_plugin.prepare.lmdb_writer import write_lmdb, write_paired_lmdb
 
 GT_SIZE = 48
 

@@ -18,9 +18,9 @@ import ndr_plugin  # noqa: F401  (compat + registration before BasicSR)
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils import check_resume
-from ndr_plugin.compat import torch_load
-from ndr_plugin.compat import atomic_torch_save
-from ndr_plugin.models.training_utils import PhaseSchedule
+from ndr_plugin.checkpoints import torch_load
+from ndr_plugin.checkpoints import atomic_torch_save
+from ndr_plugin.models.bidirectional import PhaseSchedule
 from tiny_data import TINY_NDRNET, noisy_pairs, write_paired_lmdb
 
 TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 4,
@@ -281,6 +281,38 @@ def test_checkpoint_writes_are_atomic(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['net_g_7.pth'], 'no temporary file may be left behind'
 
 
+def test_model_checkpoints_are_written_atomically_and_loaded_safely(tmp_path, basicsr_log):
+    import argparse
+    import pickle
+
+    import basicsr.models.base_model as basicsr_base_model
+
+    model = build_model(model_options(tmp_path, 'off'))
+    model.save_network(model.net_g, 'net_g', 5)
+    saved = torch_load(str(tmp_path / 'models' / 'net_g_5.pth'))
+    assert set(saved) == {'params'} and not any(k.startswith('module.') for k in saved['params'])
+    assert [p.name for p in (tmp_path / 'models').iterdir()] == ['net_g_5.pth'], 'no temporary file may be left'
+    assert basicsr_base_model.torch is torch, 'the torch global of BasicSR is restored after each call'
+
+    # BasicSR would retry, log and train on without the checkpoint; a failed write must stop the run instead.
+    model.opt['path']['models'] = str(tmp_path / 'models' / 'net_g_5.pth' / 'not_a_folder')
+    with pytest.raises(OSError):
+        model.save_network(model.net_g, 'net_g', 6)
+    assert basicsr_base_model.torch is torch and 'Save model error' not in basicsr_log.text
+
+    model.load_network(model.net_g, str(tmp_path / 'models' / 'net_g_5.pth'), param_key='params_ema')
+    assert 'use params' in basicsr_log.text  # BasicSR's fallback to 'params' is kept
+    renamed = tmp_path / 'renamed.pth'
+    torch.save({'weights': saved['params']}, renamed)
+    with pytest.raises(KeyError, match=r"renamed.pth has no 'params' entry \(it has \['weights'\]\)"):
+        model.load_network(model.net_g, str(renamed))
+    pickled = tmp_path / 'pickled.pth'
+    torch.save({'params': saved['params'], 'args': argparse.Namespace(a=1)}, pickled)
+    with pytest.raises(pickle.UnpicklingError, match='NDR_TRUST_CHECKPOINTS=1'):
+        model.load_network(model.net_g, str(pickled))
+    assert basicsr_base_model.torch is torch
+
+
 def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, basicsr_log):
     model = build_model(model_options(tmp_path, 'alternate', max_nonfinite_steps=2))
     batch = noisy_batch()
@@ -324,20 +356,23 @@ def test_validation_reports_each_dataset_the_average_and_runs_tiled(tmp_path, ba
     assert best['val_noise_a']['psnr_aio']['val'] != pytest.approx(best['val_noise_a']['psnr']['val'], abs=1e-6)
 
     whole = best['val_noise_a']['psnr']['val']
-    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8}
+    opt['val']['tile'] = {'size': 16, 'overlap': 8}
     tiled = build_model(opt)
     tiled.net_g_ema.load_state_dict(model.net_g_ema.state_dict())
     tiled.validation(loaders[0], 10, None, save_img=False)
     assert math.isfinite(tiled.best_metric_results['val_noise_a']['psnr']['val'])
     assert tiled.best_metric_results['val_noise_a']['psnr']['val'] != whole
-    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 16}
-    with pytest.raises(ValueError, match='val.tile.tile_overlap'):
+    opt['val']['tile'] = {'size': 16, 'overlap': 16}
+    with pytest.raises(ValueError, match='val.tile.size 16 is too small for val.tile.overlap 16'):
         build_model(opt)
-    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8, 'statistics_passes': -1}
-    with pytest.raises(ValueError, match='val.tile.statistics_passes'):
+    opt['val']['tile'] = {'size': 16, 'overlap': 8, 'passes': -1}
+    with pytest.raises(ValueError, match='val.tile.passes must be a non-negative integer'):
         build_model(opt)
-    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8, 'passes': 1}
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['passes'\]"):
+    opt['val']['tile'] = {'tile_size': 16, 'tile_overlap': 8}
+    with pytest.raises(ValueError, match='val.tile.tile_size is now val.tile.size'):
+        build_model(opt)
+    opt['val']['tile'] = {'size': 16, 'overlap': 8, 'statistics_passes': 1}
+    with pytest.raises(ValueError, match='val.tile.statistics_passes is now val.tile.passes'):
         build_model(opt)
 
     # A mixed validation set (degradation label per image) also gets one row per degradation.

@@ -14,7 +14,7 @@ import yaml
 import ndr_plugin  # noqa: F401
 from basicsr.archs import build_network
 from ndr_plugin import train as ndr_train
-from ndr_plugin.option_check import load_option_file
+from ndr_plugin.options import load_option_file
 from tiny_data import noisy_pairs, write_paired_lmdb
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options'

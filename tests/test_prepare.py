@@ -13,9 +13,11 @@ import torch
 import ndr_plugin  # noqa: F401  (compat layer before basicsr)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from ndr_plugin.data.dataset_files import BadInputError
-from ndr_plugin.data.lmdb_io import LmdbFormatError, LmdbSetWriter, check_lmdb, image_entry, write_paired_lmdb
-from ndr_plugin.data.prepare_cli import main
-from ndr_plugin.data.prepare_kinds import prepare, subimage_boxes
+from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
+from ndr_plugin.prepare.lmdb_writer import LmdbSetWriter, image_entry, write_paired_lmdb
+from ndr_plugin.prepare.cli import main
+from ndr_plugin.prepare.kinds import prepare
+from ndr_plugin.prepare.processing import subimage_boxes
 
 def small_copies(src: Path, dst: Path, count: int, size=(96, 128)) -> list[Path]:
     """Crops of the first ``count`` images of ``src`` written as PNG into ``dst`` (keeps the tests fast)."""

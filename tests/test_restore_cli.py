@@ -12,9 +12,9 @@ import torch
 from PIL import Image, ImageOps
 
 from ndr_plugin.archs.ndr_arch import NDRNet
-from ndr_plugin.image_io import ImageReadError, ImageWriteError, read_image, write_image
-from ndr_plugin.inference import Restorer
-from ndr_plugin.restore import main
+from ndr_plugin.restore.image_io import ImageReadError, ImageWriteError, read_image, write_image
+from ndr_plugin.restore.restorer import Restorer
+from ndr_plugin.restore.cli import main
 from skimage import data as skdata
 
 TINY_NDR = dict(dim=8, num_blocks=[1, 1, 1, 1], heads=[1, 1, 1, 1], num_refinement_blocks=1, num_atoms=8,
@@ -149,7 +149,7 @@ def test_usage_errors_and_total_failure(photo_folder, model_files, tmp_path, cap
     assert 'Restored 0 of 1 image(s)' in capsys.readouterr().out
     assert main(['-i', str(photo_folder / 'rgb8.png'), '-o', str(tmp_path / 'o'), '--tile-passes', '-1',
                  *model_files]) == 2
-    assert '--tile-passes must be >= 0' in capsys.readouterr().err
+    assert '--tile-passes must be a non-negative integer, got -1' in capsys.readouterr().err
 
 
 def test_module_entry_point(photo_folder, model_files, tmp_path, repo_root, subprocess_env):
@@ -159,3 +159,102 @@ def test_module_entry_point(photo_folder, model_files, tmp_path, repo_root, subp
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'Restored 1 of 1 image(s)' in result.stdout and (out / 'rgb8.png').exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# No silent wrong results: every case fails loudly, names the file or option, and writes nothing
+# ----------------------------------------------------------------------------------------------------------------------
+def test_tile_below_the_limit_is_an_error_and_just_above_matches_whole(photo_folder, model_files, tmp_path, capsys):
+    source = photo_folder / 'rgb8.png'
+    assert main(['-i', str(source), '-o', str(tmp_path / 'small'), '--tile', '8', *model_files]) == 2
+    assert '--tile 8 is too small for --tile-overlap 32' in capsys.readouterr().err
+    assert main(['-i', str(source), '-o', str(tmp_path / 'small'), '--tile', '12', '--tile-overlap', '8',
+                 *model_files]) == 2
+    assert '--tile 12 is too small for --tile-overlap 8' in capsys.readouterr().err
+    assert not (tmp_path / 'small').exists()
+    for tile in ('40', '0'):
+        assert main(['-i', str(source), '-o', str(tmp_path / tile), '--tile', tile, *model_files]) == 0
+    tiled, whole = read_image(tmp_path / '40' / 'rgb8.png').astype(int), read_image(tmp_path / '0' / 'rgb8.png')
+    assert np.abs(tiled - whole).max() <= 3 and np.abs(tiled - whole).mean() < 0.5
+
+
+def test_nan_weights_fail_the_image_and_write_nothing(photo_folder, model_files, tmp_path, capsys):
+    broken = {key: torch.full_like(value, float('nan')) for key, value in NDRNet(**TINY_NDR).state_dict().items()}
+    torch.save({'params': broken}, tmp_path / 'nan.pth')
+    args = ['--weights', str(tmp_path / 'nan.pth'), *model_files[2:]]
+    assert main(['-i', str(photo_folder / 'rgb8.png'), '-o', str(tmp_path / 'out'), '--explain', *args]) == 1
+    printed = capsys.readouterr().out
+    assert 'Restored 0 of 1 image(s)' in printed
+    assert f'{photo_folder / "rgb8.png"}: NonFiniteOutputError' in printed
+    assert 'the checkpoint or input produced NaN/Inf' in printed and 'nan.pth' in printed
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
+def test_float_tiff_above_one_warns_once_naming_the_file(model_files, tmp_path, capsys):
+    image = skdata.astronaut()[:40, :48].astype(np.float32) / 255.
+    image[0, 0] = 2.
+    cv2.imwrite(str(tmp_path / 'hdr.tif'), np.ascontiguousarray(image[..., ::-1]))
+    assert main(['-i', str(tmp_path / 'hdr.tif'), '-o', str(tmp_path / 'out'), '--explain', *model_files]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert len(warnings) == 1 and f'{tmp_path / "hdr.tif"}: float pixel values outside [0, 1]' in warnings[0]
+    assert read_image(tmp_path / 'out' / 'hdr.tif').dtype == np.float32
+
+
+def test_gray_alpha_png_stays_gray_alpha(model_files, tmp_path):
+    gray = skdata.camera()[:40, :48]
+    alpha = np.tile(np.linspace(0, 255, 48).astype(np.uint8), (40, 1))
+    Image.fromarray(np.dstack([gray, alpha]), 'LA').save(tmp_path / 'badge.png')
+    assert main(['-i', str(tmp_path / 'badge.png'), '-o', str(tmp_path / 'out'), *model_files]) == 0
+    with Image.open(tmp_path / 'out' / 'badge.png') as restored:
+        assert restored.mode == 'LA'
+        assert np.array_equal(np.array(restored)[..., 1], alpha)
+
+
+def test_output_that_is_an_existing_file_is_refused_first(photo_folder, tmp_path, capsys):
+    existing = tmp_path / 'result.png'
+    existing.write_bytes(b'keep me')
+    # The weights do not exist either: the output is checked before anything is loaded.
+    assert main(['-i', str(photo_folder / 'rgb8.png'), '-o', str(existing), '--weights', str(tmp_path / 'no.pth'),
+                 '--opt', str(tmp_path / 'no.yml')]) == 2
+    err = capsys.readouterr().err
+    assert f'-o/--output {existing} is an existing file' in err and 'Checkpoint not found' not in err
+    assert existing.read_bytes() == b'keep me'
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty'), (bytes(range(256)) * 8, 'is not a PyTorch checkpoint'),
+], ids=['empty', 'random-bytes'])
+def test_weights_that_are_not_checkpoints_are_named(photo_folder, model_files, tmp_path, capsys, content, message):
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(content)
+    assert main(['-i', str(photo_folder / 'rgb8.png'), '-o', str(tmp_path / 'out'), '--weights', str(weights),
+                 *model_files[2:]]) == 2
+    err = capsys.readouterr().err
+    assert f'{weights} {message}' in err and 'NDR_TRUST_CHECKPOINTS' not in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_run_weights_without_opt_use_the_run_option_file(photo_folder, model_files, tmp_path, capsys):
+    models = tmp_path / 'experiments' / 'ndr_demo' / 'models'
+    models.mkdir(parents=True)
+    weights = models / 'net_g_latest.pth'
+    weights.write_bytes(open(model_files[1], 'rb').read())
+    source = ['-i', str(photo_folder / 'rgb8.png'), '--weights', str(weights), '--device', 'cpu']
+    assert main([*source, '-o', str(tmp_path / 'a')]) == 2  # paper-size default: a short mismatch error
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'weights do not fit network_g' in err and 'key(s) missing' in err
+    (models.parent / 'ndr_demo.yml').write_text(open(model_files[3]).read())
+    assert main([*source, '-o', str(tmp_path / 'b')]) == 0
+    out = capsys.readouterr().out
+    assert f'Network: {models.parent / "ndr_demo.yml"} (the option file saved with the run)' in out
+    assert (tmp_path / 'b' / 'rgb8.png').exists()
+
+
+def test_device_is_checked(photo_folder, model_files, tmp_path, capsys):
+    args = ['-i', str(photo_folder / 'rgb8.png'), '-o', str(tmp_path / 'out'), *model_files[:4]]
+    assert main([*args, '--device', 'gpu']) == 2
+    assert "--device: device 'gpu' is not a PyTorch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args, '--device', 'cuda']) == 2
+        assert "--device: device 'cuda' requested but CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

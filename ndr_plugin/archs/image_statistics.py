@@ -6,19 +6,19 @@ restored on its own therefore sees its own statistics, not the image's, and its 
 output wherever the tile's content differs from the image's (a tile of sky in a landscape).
 
 Such layers hold an ``image_statistics`` attribute. While it is None (training, whole-image inference) they use their
-input's own statistics. :func:`ndr_plugin.tiling.tiled_forward` sets one :class:`ImageStatistics` on all of them and
-runs the tiles in passes: a collecting pass adds up, layer by layer, each tile's sums over the pixels it owns (the
-tiles' owned regions partition the padded image), and the next pass hands the finished sums of the whole image back to
-every tile. Only sums over pixels are exchanged (a few numbers per channel, row or column), so memory stays that of
-one tile. One collecting pass makes every layer's statistics those of the image as the first pass computed it; the
-first layers are then exact and the error in later ones is second order.
+input's own statistics. :func:`ndr_plugin.restore.tiling.tiled_forward` sets one :class:`ImageStatistics` on all of
+them and runs the tiles in passes: a collecting pass adds up, layer by layer, each tile's sums over the pixels it owns
+(the tiles' owned regions partition the padded image), and the next pass hands the finished sums of the whole image
+back to every tile. Only sums over pixels are exchanged (a few numbers per channel, row or column), so memory stays
+that of one tile. One collecting pass makes every layer's statistics those of the image as the first pass computed it;
+the first layers are then exact and the error in later ones is second order.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
+
+from ndr_plugin.archs.fast_paths import channel_cosine_similarity
 
 Region = tuple[int, int, int, int]  # (top, bottom, left, right), end-exclusive
 
@@ -99,15 +99,15 @@ class ImageStatistics:
     # ------------------------------------------------------------------------------------------------------------------
     # The statistics of the layers
     # ------------------------------------------------------------------------------------------------------------------
-    def shared_cosine_similarity(self, module: nn.Module, q: torch.Tensor, k: torch.Tensor, h: int, w: int,
-                                 own: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def shared_cosine_similarity(self, module: nn.Module, q: torch.Tensor, k: torch.Tensor, h: int,
+                                 w: int) -> torch.Tensor:
         """MDTA's channel cosine similarity over the image's pixels, for q and k of shape (B, heads, head_dim, h*w).
 
-        ``own`` computes it over the tile's pixels (the first pass, or when the geometry does not allow sharing).
+        Over the tile's own pixels in the first pass, or when the geometry does not allow sharing.
         """
         located = self._locate(h, w)
         if located is None:
-            return own(q, k)
+            return channel_cosine_similarity(q, k)
         if self.collecting:
             _, (y0, y1, x0, x1) = located
             q_owned = q.unflatten(-1, (h, w))[..., y0:y1, x0:x1].flatten(-2).float()
@@ -117,7 +117,7 @@ class ImageStatistics:
             self._add(module, 'kk', k_owned.square().sum(-1))
         finished = self._finished(module, 'qk', 'qq', 'kk')
         if finished is None:
-            return own(q, k)
+            return channel_cosine_similarity(q, k)
         qk, qq, kk = finished
         norms = qq.sqrt().clamp_min(1e-12).unsqueeze(-1) * kk.sqrt().clamp_min(1e-12).unsqueeze(-2)
         return (qk / norms).to(q.dtype)

@@ -11,7 +11,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ndr_plugin.archs.arch_utils import PointwiseConv2d, check_image, pad_to_multiple, preferred_layout
+from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.fast_paths import PointwiseConv2d, preferred_layout
 from ndr_plugin.archs.ndr_modules import DegradationInjection, DegradationQuery, NeuralDegradationRepresentation
 from ndr_plugin.archs.restormer_blocks import Downsample, Upsample, transformer_stage
 
@@ -59,19 +60,8 @@ class NDRNet(nn.Module):
                  use_ndr: bool = True, num_atoms: int = 32, atom_dim: int = 128, degradation_dim: int = 64,
                  cp_rank: int = 16, legacy_residuals: bool = False, zero_init_output: bool = False) -> None:
         super().__init__()
-        if len(num_blocks) != 4 or len(heads) != 4:
-            raise ValueError(f'NDRNet: num_blocks and heads need 4 values (levels 1-4), got {list(num_blocks)} '
-                             f'and {list(heads)}')
-        if legacy_residuals and in_channels != out_channels:
-            raise ValueError('NDRNet: legacy_residuals adds the input to the output, so it needs in_channels == '
-                             f'out_channels, got {in_channels} and {out_channels}')
-        if legacy_residuals and not use_ndr:
-            raise ValueError('NDRNet: legacy_residuals describes the NDR skip connections; it needs use_ndr=True')
+        self._check_options(in_channels, out_channels, dim, num_blocks, heads, use_ndr, legacy_residuals)
         dims = [dim, dim * 2, dim * 4, dim * 8]
-        for level, (channels, num_heads) in enumerate(zip(dims, heads)):
-            if channels % num_heads:
-                raise ValueError(f'NDRNet: level {level + 1} has {channels} channels (dim={dim} * {2 ** level}), '
-                                 f'which heads[{level}]={num_heads} does not divide')
         self.in_channels = in_channels
         self.use_ndr = use_ndr
         self.legacy_residuals = legacy_residuals
@@ -111,6 +101,23 @@ class NDRNet(nn.Module):
         if zero_init_output:
             nn.init.zeros_(self.output.weight)
             nn.init.zeros_(self.output.bias)
+
+    @staticmethod
+    def _check_options(in_channels: int, out_channels: int, dim: int, num_blocks: Sequence[int], heads: Sequence[int],
+                       use_ndr: bool, legacy_residuals: bool) -> None:
+        if len(num_blocks) != 4 or len(heads) != 4:
+            raise ValueError(f'NDRNet: num_blocks and heads need 4 values (levels 1-4), got {list(num_blocks)} '
+                             f'and {list(heads)}')
+        if legacy_residuals and in_channels != out_channels:
+            raise ValueError('NDRNet: legacy_residuals adds the input to the output, so it needs in_channels == '
+                             f'out_channels, got {in_channels} and {out_channels}')
+        if legacy_residuals and not use_ndr:
+            raise ValueError('NDRNet: legacy_residuals describes the NDR skip connections; it needs use_ndr=True')
+        for level, num_heads in enumerate(heads):
+            channels = dim * 2 ** level
+            if channels % num_heads:
+                raise ValueError(f'NDRNet: level {level + 1} has {channels} channels (dim={dim} * {2 ** level}), '
+                                 f'which heads[{level}]={num_heads} does not divide')
 
     def _encode(self, padded: torch.Tensor) -> list[torch.Tensor]:
         """Features of encoder levels 1-3."""

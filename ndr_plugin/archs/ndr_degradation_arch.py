@@ -14,7 +14,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from ndr_plugin.archs.arch_utils import PointwiseConv2d, check_image, pad_to_multiple, preferred_layout
+from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.fast_paths import PointwiseConv2d, preferred_layout
 from ndr_plugin.archs.ndr_modules import DegradationInjection
 from ndr_plugin.archs.restormer_blocks import Downsample, Upsample
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last
+from ndr_plugin.archs.fast_paths import PointwiseConv2d, query_atoms, rank_sum
 from ndr_plugin.archs.image_statistics import spatial_means
 
 if TYPE_CHECKING:
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 class NeuralDegradationRepresentation(nn.Module):
     """The NDR: a learnable dictionary of degradation atoms, shared by every degradation query.
 
+    A parameter holder without ``forward``: the networks hand ``atoms`` to the queries. Being a module of its own
+    keeps the NDR a named part of the network (state_dict key ``ndr.atoms``, its own parameter group).
+
     Args:
         num_atoms (int): Number of atoms. Default: 32.
         atom_dim (int): Length of each atom. Default: 128.
@@ -30,9 +33,6 @@ class NeuralDegradationRepresentation(nn.Module):
     def __init__(self, num_atoms: int = 32, atom_dim: int = 128) -> None:
         super().__init__()
         self.atoms = nn.Parameter(torch.randn(num_atoms, atom_dim))
-
-    def forward(self) -> torch.Tensor:
-        return self.atoms
 
 
 class DegradationQuery(nn.Module):
@@ -58,17 +58,8 @@ class DegradationQuery(nn.Module):
 
     def forward(self, feature: torch.Tensor, atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the degradation map (B, degradation_dim, H, W) and the atom weights (B, num_atoms, H, W)."""
-        b, _, h, w = feature.shape
         query = self.to_query(self.mapping(feature))
-        if is_channels_last(query):  # pixels x atom_dim: (HW x D) @ (D x atoms)
-            tokens = query.permute(0, 2, 3, 1).reshape(b, h * w, -1)
-            atom_weights = torch.softmax((tokens @ atoms.t()) * self.temperature, dim=-1)
-            represented = (atom_weights @ atoms).view(b, h, w, -1).permute(0, 3, 1, 2)
-            atom_weights = atom_weights.view(b, h, w, -1).permute(0, 3, 1, 2)
-        else:  # atom_dim x pixels: (atoms x D) @ (D x HW)
-            atom_weights = torch.softmax((atoms @ query.flatten(2)) * self.temperature, dim=1)
-            represented = (atoms.t() @ atom_weights).view(b, -1, h, w)
-            atom_weights = atom_weights.view(b, -1, h, w)
+        represented, atom_weights = query_atoms(query, atoms, self.temperature)
         return self.project_out(self.project_atoms(represented)), atom_weights
 
 
@@ -94,7 +85,8 @@ class LowRankCPGate(nn.Module):
         self.image_statistics: ImageStatistics | None = None  # set during tiled inference
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        """The gate (B, C, H, W) for x, from its means over the input's pixels (or the whole image's when tiled)."""
+        b, c = x.shape[:2]
         if self.image_statistics is None:
             mean, row_means, col_means = spatial_means(x)
         else:
@@ -103,10 +95,7 @@ class LowRankCPGate(nn.Module):
         height = torch.sigmoid(self.height(row_means))  # (B, R, H, 1)
         width = torch.sigmoid(self.width(col_means))  # (B, R, 1, W)
         spatial = height * width / self.rank  # (B, R, H, W)
-        # Sum over the rank as one product with R inner terms rather than materialising R full-size cubes.
-        if is_channels_last(x):
-            return (spatial.flatten(2).transpose(1, 2) @ channel).view(b, h, w, c).permute(0, 3, 1, 2)
-        return (channel.transpose(1, 2) @ spatial.flatten(2)).view(b, c, h, w)
+        return rank_sum(channel, spatial, like=x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gated = self.gate(x).mul_(x)

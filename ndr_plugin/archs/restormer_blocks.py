@@ -2,7 +2,9 @@
 
 After Restormer (Zamir et al., CVPR 2022, github.com/swz30/Restormer) as used by the official NDR-Restore code
 (github.com/mdyao/NDR-Restore): channel layer norm, multi-Dconv head transposed attention (MDTA), gated-Dconv
-feed-forward network (GDFN), the transformer block combining them, and pixel-(un)shuffle resizing.
+feed-forward network (GDFN), the transformer block combining them, and pixel-(un)shuffle resizing. Steps that have
+a faster equivalent (layer norm, cosine similarity, MDTA's output projection, GDFN's branches, 1x1 convs) go through
+:mod:`ndr_plugin.archs.fast_paths`.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ndr_plugin.archs.arch_utils import PointwiseConv2d, is_channels_last, pointwise_conv
+from ndr_plugin.archs.fast_paths import (PointwiseConv2d, attend_and_project, channel_cosine_similarity,
+                                         channel_layer_norm, gated_branches)
 
 if TYPE_CHECKING:
     from ndr_plugin.archs.image_statistics import ImageStatistics
@@ -36,16 +39,14 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_channels_last(x):  # the channels are contiguous: one fused kernel
-            return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias,
-                                self.eps).permute(0, 3, 1, 2)
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)
-        normed = (x - mean) * torch.rsqrt(var + self.eps)
-        return torch.addcmul(self.bias.view(-1, 1, 1), normed, self.weight.view(-1, 1, 1))
+        return channel_layer_norm(x, self.weight, self.bias, self.eps)
 
 
 class MDTA(nn.Module):
     """Multi-Dconv head transposed attention: attention across channels, linear in the number of pixels.
+
+    q, k, v = dwconv3x3(conv1x1(x)) split into heads; out = conv1x1(softmax(temperature * cos(q, k)) @ v), where
+    cos(q, k) is the cosine similarity of the channels of q and k over the pixels.
 
     Args:
         dim (int): Channel number.
@@ -65,42 +66,17 @@ class MDTA(nn.Module):
         self.image_statistics: ImageStatistics | None = None  # set during tiled inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        heads, head_dim = self.num_heads, c // self.num_heads
-        qkv = self.qkv_dwconv(self.qkv(x))
-        channels_last = is_channels_last(qkv)
-        # (B, 3C, HW) view of either memory layout
-        qkv = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3 * c).transpose(1, 2) if channels_last else \
-            qkv.reshape(b, 3 * c, h * w)
-        q, k, v = qkv.unflatten(1, (3, heads, head_dim)).unbind(1)
-        if self.image_statistics is None:
-            cosine = self._cosine_similarity(q, k)
-        else:
-            cosine = self.image_statistics.shared_cosine_similarity(self, q, k, h, w, self._cosine_similarity)
-        attn = torch.softmax(cosine * self.temperature, dim=-1)  # (B, heads, hd, hd)
-        # project_out(attn @ v) as one product: fold the 1x1 projection into the block-diagonal attention matrix.
-        weight = self.project_out.weight.view(c, heads, head_dim)
-        mixing = torch.einsum('ohi,bhij->bohj', weight, attn).reshape(b, c, c)
-        values = v.reshape(b, c, h * w)
-        if channels_last:  # (HW x C) @ (C x C) keeps the pixels-by-channels layout
-            out = (values.transpose(1, 2) @ mixing.transpose(1, 2)).view(b, h, w, c).permute(0, 3, 1, 2)
-        else:
-            out = (mixing @ values).view(b, c, h, w)
-        if self.project_out.bias is not None:
-            out = out + self.project_out.bias.view(c, 1, 1)
-        return out
+        h, w = x.shape[-2:]
+        qkv = self.qkv_dwconv(self.qkv(x)).flatten(2)  # (B, 3C, HW), a view in either memory layout
+        q, k, v = qkv.unflatten(1, (3, self.num_heads, -1)).unbind(1)  # (B, heads, head_dim, HW) each
+        attn = torch.softmax(self._cosine_similarity(q, k, h, w) * self.temperature, dim=-1)  # (B, heads, hd, hd)
+        return attend_and_project(attn, v, self.project_out, h, w)
 
-    @staticmethod
-    def _cosine_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity between the channels of q and k (B, heads, head_dim, HW), i.e. L2-normalised q @ k^T."""
-        if q.dtype != torch.float32:
-            # Reduced precision: normalise the operands first, as the official code does, to keep q @ k^T in range.
-            return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        # float32: divide the small (head_dim x head_dim) product by the norms instead of normalising the two large
-        # (head_dim x HW) operands.
-        q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
-        k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
-        return (q @ k.transpose(-2, -1)) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+    def _cosine_similarity(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Over the input's pixels, or over the whole image's during tiled inference."""
+        if self.image_statistics is None:
+            return channel_cosine_similarity(q, k)
+        return self.image_statistics.shared_cosine_similarity(self, q, k, h, w)
 
 
 class GDFN(nn.Module):
@@ -120,20 +96,8 @@ class GDFN(nn.Module):
         self.project_out = PointwiseConv2d(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_channels_last(x):
-            # Channel halves of a channels-last tensor are strided, which makes GELU several times slower; compute
-            # the two halves as separate tensors with slices of the same weights instead.
-            hidden = self.project_out.in_channels
-            gate, value = self._half(x, slice(0, hidden)), self._half(x, slice(hidden, 2 * hidden))
-        else:
-            gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        gate, value = gated_branches(x, self.project_in, self.dwconv)
         return self.project_out(F.gelu(gate).mul_(value))
-
-    def _half(self, x: torch.Tensor, part: slice) -> torch.Tensor:
-        project_bias = None if self.project_in.bias is None else self.project_in.bias[part]
-        dwconv_bias = None if self.dwconv.bias is None else self.dwconv.bias[part]
-        projected = pointwise_conv(x, self.project_in.weight[part], project_bias)
-        return F.conv2d(projected, self.dwconv.weight[part], dwconv_bias, padding=1, groups=projected.shape[1])
 
 
 class TransformerBlock(nn.Module):

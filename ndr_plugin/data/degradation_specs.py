@@ -13,10 +13,18 @@ rain          style (light | heavy), density, length, angle, width, intensity,  
 haze          atmospheric_light ([0.8, 1.0]), beta ([0.04, 0.2]), depth_range          ``dehaze``
               ([2, 4]), depth_method (blend | vertical | dark_channel)
 downsample    scales ([2, 3, 4]), quantize (true)                                      ``sr_x2``, ``sr_x3``, ...
+lowlight      alpha ([0.9, 1.0]), beta ([0.5, 1.0]), gamma ([1.5, 5.0]),               ``lowlight``
+              shot_noise ([1e-4, 0.012], log-uniform; 0 = no noise), read_noise
+              (null = from the shot level as Brooks et al. 2019; or a value/range)
+motion_blur   length ([5, 30] px, path length), anxiety ([0.003, 0.01])                ``deblur``
 ============  =======================================================================  ==============================
 
+Where the defaults of ``lowlight`` and ``motion_blur`` come from: :mod:`ndr_plugin.data.degradations` and
+:mod:`ndr_plugin.data.motion_blur`; the ``[5, 30]`` px blur length is ours.
+
 A composed spec's label joins the step labels with ``+`` in the order applied, e.g. ``derain+denoise_25``; a physically
-plausible order is haze, rain, downsample, noise (the sensor adds noise last).
+plausible order is haze, rain, motion_blur, downsample, lowlight, noise (the sensor adds noise
+last).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ndr_plugin.data import degradations as deg
+from ndr_plugin.data.motion_blur import add_motion_blur, random_motion_kernel
 
 __all__ = ['Degradation', 'build_degradation', 'DEGRADATION_TYPES']
 
@@ -167,6 +176,61 @@ class DownsampleDegradation(Degradation):
         return out, f'sr_x{scale}', {'type': 'downsample', 'scale': scale, 'quantize': self.quantize}
 
 
+def _log_uniform(rng: np.random.Generator, value: Any) -> float:
+    """Noise levels span two decades, so a range is drawn uniformly in log space (as Brooks et al. 2019)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or min(value) <= 0:
+            raise ValueError(f'a noise level range must be [low, high] with low > 0, got {value!r}')
+        return float(np.exp(rng.uniform(np.log(float(value[0])), np.log(float(value[1])))))
+    return float(value)
+
+
+class LowlightDegradation(Degradation):
+    keys = ('alpha', 'beta', 'gamma', 'shot_noise', 'read_noise')
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.alpha = spec.get('alpha', [0.9, 1.0])
+        self.beta = spec.get('beta', [0.5, 1.0])
+        self.gamma = spec.get('gamma', [1.5, 5.0])
+        self.shot_noise = spec.get('shot_noise', [1e-4, 0.012])
+        self.read_noise = spec.get('read_noise')
+
+    @property
+    def labels(self) -> list[str]:
+        return ['lowlight']
+
+    def __call__(self, img, rng):
+        drawn = {'alpha': _draw(rng, self.alpha), 'beta': _draw(rng, self.beta), 'gamma': _draw(rng, self.gamma)}
+        if self.read_noise is None and isinstance(self.shot_noise, (list, tuple)):
+            shot, read = deg.lowlight_noise_levels(rng, tuple(self.shot_noise))
+        else:
+            shot = _log_uniform(rng, self.shot_noise)
+            read = 0.0 if self.read_noise is None else _draw(rng, self.read_noise)
+        out = deg.add_lowlight(img, drawn['alpha'], drawn['beta'], drawn['gamma'], shot, read, rng)
+        return out, 'lowlight', {'type': 'lowlight', **drawn, 'shot_noise': shot, 'read_noise': read}
+
+
+class MotionBlurDegradation(Degradation):
+    keys = ('length', 'anxiety')
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.length = spec.get('length', [5, 30])
+        self.anxiety = spec.get('anxiety', [0.003, 0.01])
+
+    @property
+    def labels(self) -> list[str]:
+        return ['deblur']
+
+    def __call__(self, img, rng):
+        length, anxiety = _draw(rng, self.length), _draw(rng, self.anxiety)
+        kernel, shape = random_motion_kernel(rng, length, anxiety)
+        params = {'type': 'motion_blur', 'length': length, 'anxiety': anxiety, **shape,
+                  'kernel_size': int(kernel.shape[0])}
+        return add_motion_blur(img, kernel), 'deblur', params
+
+
 class ComposedDegradation(Degradation):
     """Several degradations applied in order to the same image (a mixed degradation)."""
 
@@ -192,6 +256,8 @@ DEGRADATION_TYPES: dict[str, type[Degradation]] = {
     'rain': RainDegradation,
     'haze': HazeDegradation,
     'downsample': DownsampleDegradation,
+    'lowlight': LowlightDegradation,
+    'motion_blur': MotionBlurDegradation,
 }
 
 

@@ -1,4 +1,5 @@
-"""Seeded synthesis of the degradations of all-in-one restoration: noise, rain, haze and bicubic downsampling.
+"""Seeded synthesis of the degradations of all-in-one restoration: noise, rain, haze, low light and bicubic
+downsampling (motion blur: :mod:`ndr_plugin.data.motion_blur`).
 
 Images are ``float32`` HWC arrays in [0, 1] (BasicSR's convention; ``uint8`` input is accepted and scaled). Every
 function is a pure function of its inputs: randomness comes only from the ``numpy.random.Generator`` passed in, so the
@@ -17,8 +18,19 @@ Benchmark facts behind the defaults (see the protocol notes in the project docum
   uint8. BasicSR's ``imresize`` port (whose weights we use) reproduces the published Set5 LR files to about 56 dB;
   OpenCV's INTER_CUBIC does not (no antialiasing) and must not be used for downscaling.
 
-Synthetic rain and haze made here are "synthetic, not official": the official streak layers were hand-rendered and the
-official depth maps came from a depth network, so no parameter set reproduces the benchmark images.
+* Low light: darkening ``y = beta (alpha x) ** gamma`` as in the low-light simulation of MBLLEN (Lv et al., BMVC 2018)
+  and its large-scale follow-up (Lv et al., IJCV 2021), which draw alpha in [0.9, 1], beta in [0.5, 1] and gamma in
+  [1.5, 5] (paper, from memory; unconfirmed; LLNet, Lore et al. 2017, darkens with gamma in about [2, 5]), then
+  signal-dependent Poisson-Gaussian noise with variance ``shot * y + read``, the shot/read levels drawn as in Brooks et
+  al., "Unprocessing Images for Learned Raw Denoising", CVPR 2019 (google-research ``unprocessing/unprocess.py``
+  ``random_noise_levels``: log shot uniform in [log 1e-4, log 0.012], log read = 2.18 log shot + 1.20 + N(0, 0.26)).
+  Ours: that raw-space noise model is applied to the darkened sRGB image (no unprocessing), the same darkening to
+  every channel.
+* Motion blur: see :mod:`ndr_plugin.data.motion_blur` (random camera-shake trajectories, Boracchi & Foi 2012).
+
+Synthetic rain, haze, low light and blur made here are "synthetic, not official": the official streak layers were
+hand-rendered, the official depth maps came from a depth network, LOL and GoPro are real captures, so no parameter set
+reproduces the benchmark images.
 """
 from __future__ import annotations
 
@@ -34,7 +46,7 @@ from basicsr.utils.matlab_functions import calculate_weights_indices
 
 __all__ = [
     'item_rng', 'as_float', 'to_uint8', 'add_gaussian_noise', 'rain_layer', 'add_rain', 'estimate_depth', 'add_haze',
-    'bicubic_resize', 'bicubic_degrade', 'lr_image', 'RAIN_STYLES'
+    'darken', 'lowlight_noise_levels', 'add_lowlight', 'bicubic_resize', 'bicubic_degrade', 'lr_image', 'RAIN_STYLES'
 ]
 
 
@@ -240,6 +252,47 @@ def add_haze(img: np.ndarray,
         transmission = transmission[..., None]
     hazy = clear * transmission + float(atmospheric_light) * (1.0 - transmission)
     return np.clip(hazy, 0.0, 1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Low light (gamma/exposure darkening + Poisson-Gaussian sensor noise)
+# ----------------------------------------------------------------------------------------------------------------------
+def darken(img: np.ndarray, alpha: float, beta: float, gamma: float) -> np.ndarray:
+    """``beta * (alpha * x) ** gamma``: gamma compresses the shadows, beta lowers the exposure (MBLLEN's model)."""
+    clear = np.clip(as_float(img).astype(np.float64), 0.0, 1.0)
+    return (float(beta) * np.power(float(alpha) * clear, float(gamma))).astype(np.float32)
+
+
+def lowlight_noise_levels(rng: np.random.Generator,
+                          shot_range: tuple[float, float] = (1e-4, 0.012)) -> tuple[float, float]:
+    """(shot, read) noise levels: log-uniform shot level and the log-log linear read level of Brooks et al. 2019."""
+    low, high = (float(v) for v in shot_range)
+    if not 0 < low <= high:
+        raise ValueError(f'shot noise range must be 0 < low <= high, got {shot_range!r}')
+    log_shot = float(rng.uniform(math.log(low), math.log(high)))
+    return math.exp(log_shot), math.exp(2.18 * log_shot + 1.20 + float(rng.normal(0.0, 0.26)))
+
+
+def add_lowlight(img: np.ndarray,
+                 alpha: float,
+                 beta: float,
+                 gamma: float,
+                 shot_noise: float = 0.0,
+                 read_noise: float = 0.0,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """A dark, noisy capture of a well-exposed image: :func:`darken`, then noise of variance ``shot * y + read``.
+
+    The noise is signal-dependent (brighter pixels are noisier in absolute terms), as photon shot noise plus sensor
+    read noise are; ``shot_noise = read_noise = 0`` gives the noiseless darkening. Returns float32 in [0, 1].
+    """
+    if shot_noise < 0 or read_noise < 0:
+        raise ValueError(f'noise levels must be >= 0, got shot {shot_noise}, read {read_noise}')
+    dark = darken(img, alpha, beta, gamma).astype(np.float64)
+    if shot_noise or read_noise:
+        if rng is None:
+            raise ValueError('add_lowlight needs an rng when a noise level is above 0')
+        dark = dark + np.sqrt(dark * float(shot_noise) + float(read_noise)) * rng.standard_normal(dark.shape)
+    return np.clip(dark, 0.0, 1.0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torch import nn
 class InputRelativeL1Loss(nn.Module):
     """Mean over samples of ``mean|pred - target| / (mean|lq - target| + eps)``.
 
-    Called as ``loss(pred, target, lq)``; :class:`~ndr_plugin.models.training_utils.Objective` passes the degraded
+    Called as ``loss(pred, target, lq)``; :class:`~ndr_plugin.models.bidirectional.Objective` passes the degraded
     input to losses with ``uses_input = True``, so it is a restoration loss (``train.pixel_opt``) only.
 
     Args:

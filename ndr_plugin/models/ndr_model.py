@@ -16,49 +16,48 @@ teaches the NDR what degradations look like). ``train.bidirectional.mode`` picks
 
 Losses: ``train.pixel_opt`` (restoration) and ``train.degradation_opt`` are each one BasicSR loss dict or a list of
 them (summed), e.g. ``[{type: L1Loss}, {type: FrequencyLoss, loss_weight: 0.1}]``.
+
+Pieces kept beside this file: ``bidirectional.py`` (phases, schedule, objectives), ``distributed.py`` (gradient sync
+DDP does not do for the degradation phase), ``checkpointing.py`` (atomic saves, safe loads; the training state also
+holds the phase position and the non-finite counters), ``validation.py`` (per-dataset validation, tiling).
 """
 from __future__ import annotations
 
 import warnings
 from collections import OrderedDict, defaultdict
-from os import path as osp
 from typing import Any
 
 import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 from tqdm import tqdm
 
-from ndr_plugin.compat import atomic_torch_save, torch_load
-from ndr_plugin.models.training_utils import (
+from ndr_plugin.models.bidirectional import (
     DEGRADATION,
     JOINT,
-    MODES,
     PHASE_IDS,
     RESTORATION,
+    BidirectionalSettings,
     Objective,
     PhaseSchedule,
-    any_rank_true,
     atom_usage_entropy,
-    average_gradients,
-    parameters_with_grad,
 )
+from ndr_plugin.models.checkpointing import SafeCheckpointIO
+from ndr_plugin.models.distributed import any_rank_true, average_gradients, parameters_with_grad
 from ndr_plugin.models.validation import MultiDatasetValidation, parse_tile
 
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
-BIDIRECTIONAL_KEYS = ('mode', 'restoration_iters', 'degradation_iters', 'joint_degradation_weight', 'grad_clip')
 
 
 @MODEL_REGISTRY.register()
-class NDRModel(MultiDatasetValidation, SRModel):
+class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
     """NDR-Restore training and validation. Option keys: see the module docstring and ``options/`` examples."""
 
     def __init__(self, opt: dict) -> None:
-        self.tile = parse_tile(opt.get('val') or {})
+        self.tile = parse_tile(opt.get('val') or {}, opt.get('network_g'))
         super().__init__(opt)
 
     # ------------------------------------------------------------------ setup
@@ -74,12 +73,12 @@ class NDRModel(MultiDatasetValidation, SRModel):
         self.net_g.train()
         self._setup_ema(train_opt.get('ema_decay', 0))
         bare_g = self.get_bare_model(self.net_g)
-        self._log_atoms = _has_degradation_maps(bare_g)
+        self._has_ndr = _network_has_ndr(bare_g)
         if self.mode == 'off':
             if 'network_deg' in self.opt:
                 get_root_logger().warning('train.bidirectional.mode is off: network_deg is ignored (not trained).')
         else:
-            if not self._log_atoms:
+            if not self._has_ndr:
                 raise ValueError(f"train.bidirectional.mode: {self.mode} needs a network_g with degradation maps "
                                  f"(NDRNet with use_ndr: true); {type(bare_g).__name__} has none. Use mode: off.")
             if 'network_deg' not in self.opt:
@@ -105,20 +104,17 @@ class NDRModel(MultiDatasetValidation, SRModel):
         self.setup_optimizers()
         self.setup_schedulers()
 
+    @classmethod
+    def check_options(cls, opt: dict) -> None:
+        """Option errors found before BasicSR builds anything (called by :func:`ndr_plugin.options.check_option_file`)."""
+        BidirectionalSettings.from_options((opt.get('train') or {}).get('bidirectional'))
+
     def _parse_bidirectional(self, options: dict) -> None:
-        unknown = set(options) - set(BIDIRECTIONAL_KEYS)
-        if unknown:
-            raise ValueError(f'train.bidirectional: unknown keys {sorted(unknown)}; known: {list(BIDIRECTIONAL_KEYS)}')
-        self.mode = options.get('mode', 'alternate')
-        if self.mode is False:  # YAML 1.1 reads a bare `off` as false
-            self.mode = 'off'
-        if self.mode not in MODES:
-            raise ValueError(f'train.bidirectional.mode must be one of {MODES}, got {self.mode!r}')
-        self.schedule = PhaseSchedule(options.get('restoration_iters', 1), options.get('degradation_iters', 1))
-        self.joint_degradation_weight = float(options.get('joint_degradation_weight', 1.0))
-        self.grad_clip = options.get('grad_clip', 10)
-        if self.grad_clip is not None and (not isinstance(self.grad_clip, (int, float)) or self.grad_clip < 0):
-            raise ValueError(f'train.bidirectional.grad_clip must be a number >= 0 or ~, got {self.grad_clip!r}')
+        settings = BidirectionalSettings.from_options(options)
+        self.mode = settings.mode
+        self.schedule = PhaseSchedule(settings.restoration_iters, settings.degradation_iters)
+        self.joint_degradation_weight = float(settings.joint_degradation_weight)
+        self.grad_clip = settings.grad_clip
 
     def _setup_ema(self, decay: float) -> None:
         self.ema_decay = decay
@@ -226,7 +222,7 @@ class NDRModel(MultiDatasetValidation, SRModel):
 
     def _restoration_step(self) -> tuple[torch.Tensor, dict, list, list]:
         log = {}
-        if self._log_atoms:
+        if self._has_ndr:
             self.output, _, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
             log['atom_entropy'] = atom_usage_entropy(atom_weights)
         else:
@@ -316,32 +312,10 @@ class NDRModel(MultiDatasetValidation, SRModel):
             self.save_network(self.net_deg, 'net_deg', current_iter)
         super().save(epoch, current_iter)  # net_g (+ EMA), then the training state
 
-    @master_only
-    def save_network(self, net: nn.Module | list, net_label: str, current_iter: int,
-                     param_key: str | list = 'params') -> None:
-        # Re-implemented only to write atomically (BasicSR writes in place and ignores failures after 3 retries).
-        nets = net if isinstance(net, list) else [net]
-        keys = param_key if isinstance(param_key, list) else [param_key]
-        if len(nets) != len(keys):
-            raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
-        checkpoint = {}
-        for net_, key in zip(nets, keys):
-            state = self.get_bare_model(net_).state_dict()
-            checkpoint[key] = OrderedDict((k.removeprefix('module.'), v.cpu()) for k, v in state.items())
-        name = f'{net_label}_{"latest" if current_iter == -1 else current_iter}.pth'
-        atomic_torch_save(checkpoint, osp.join(self.opt['path']['models'], name))
-
-    @master_only
-    def save_training_state(self, epoch: int, current_iter: int) -> None:
-        # Re-implemented to write atomically and to add the phase position and the non-finite counters.
-        if current_iter == -1:
-            return
-        state = {'epoch': epoch, 'iter': current_iter,
-                 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers],
-                 'ndr': {'mode': self.mode, 'phase_step': self.schedule.step,
-                         'nonfinite_streak': self.nonfinite_streak, 'nonfinite_total': self.nonfinite_total}}
-        atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+    def extra_training_state(self) -> dict:
+        # The phase position and the non-finite counters, so a resumed run continues exactly (see resume_training).
+        return {'ndr': {'mode': self.mode, 'phase_step': self.schedule.step,
+                        'nonfinite_streak': self.nonfinite_streak, 'nonfinite_total': self.nonfinite_total}}
 
     def resume_training(self, resume_state: dict) -> None:
         saved = resume_state.get('ndr', {})
@@ -357,25 +331,6 @@ class NDRModel(MultiDatasetValidation, SRModel):
         self.nonfinite_streak = saved.get('nonfinite_streak', 0)
         self.nonfinite_total = saved.get('nonfinite_total', 0)
 
-    def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
-                     param_key: str | None = 'params') -> None:
-        # BasicSR's semantics (params fallback, 'module.' prefix, strict), read with the safe loader.
-        logger = get_root_logger()
-        net = self.get_bare_model(net)
-        checkpoint = torch_load(load_path)
-        if param_key is not None:
-            if param_key not in checkpoint and 'params' in checkpoint:
-                logger.info(f'Loading: {param_key} does not exist in {load_path}, use params.')
-                param_key = 'params'
-            if param_key not in checkpoint:
-                raise KeyError(f'{load_path} has no {param_key!r} entry (it has {sorted(checkpoint)}); set '
-                               'path.param_key_<net> to one of them, or ~ for a bare state dict.')
-            checkpoint = checkpoint[param_key]
-        logger.info(f'Loading {type(net).__name__} model from {load_path}, with param key: [{param_key}].')
-        state = OrderedDict((k.removeprefix('module.'), v) for k, v in checkpoint.items())
-        self._print_different_keys_loading(net, state, strict)
-        net.load_state_dict(state, strict=strict)
-
 
 def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:
     params = []
@@ -387,5 +342,5 @@ def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:
     return params
 
 
-def _has_degradation_maps(net: nn.Module) -> bool:
+def _network_has_ndr(net: nn.Module) -> bool:
     return callable(getattr(net, 'query_degradation', None)) and bool(getattr(net, 'use_ndr', False))

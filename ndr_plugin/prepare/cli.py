@@ -1,4 +1,5 @@
-"""Command line of dataset preparation: ``python datasets_prep/prepare.py KIND --src DIR --out OUT [options]``."""
+"""Command line of dataset preparation: ``ndr-prepare KIND --src DIR --out OUT [options]`` (the same as
+``python datasets_prep/prepare.py ...`` and ``python -m ndr_plugin.prepare ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import warnings
 
 from ndr_plugin.data.dataset_files import BadInputError
 from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
-from ndr_plugin.data.prepare_kinds import KINDS, prepare
+from ndr_plugin.prepare.kinds import KINDS, prepare
 
 __all__ = ['main', 'build_parser']
 
@@ -22,6 +23,13 @@ examples:
   prepare.py dehaze-test   --src data/test/SOTS/outdoor --out datasets/aio3/sots_outdoor
   prepare.py sr-train      --src DIV2K_train_HR --src Flickr2K_HR --out datasets/sr_train --crop-size 480
   prepare.py sr-test       --src data/test/Set5 --out datasets/sr/Set5 --scale 2 3 4
+  prepare.py deblur-train    --src GOPRO_Large/train --out datasets/aio5/gopro_train
+  prepare.py deblur-test     --src GOPRO_Large/test --out datasets/aio5/gopro_test
+  prepare.py lowlight-train  --src LOLdataset/our485 --out datasets/aio5/lol_train
+  prepare.py lowlight-test   --src LOLdataset/eval15 --out datasets/aio5/lol_test
+  prepare.py composite-test  --src CDD-11_test --out datasets/cdd11/test
+  prepare.py composite-synth --src data/test/CBSD68 --out datasets/mixed --combo haze+rain --combo sr+noise --seed 0
+  prepare.py paired --split test --lq my_set/input --gt my_set/target --out datasets/my_set
   prepare.py check datasets/aio3/rain100l/gt.lmdb datasets/aio3/rain100l/lq.lmdb
 
 Interrupted runs leave OUT/<name>.lmdb.partial; rerun the same command to resume.
@@ -29,24 +37,28 @@ Interrupted runs leave OUT/<name>.lmdb.partial; rerun the same command to resume
 
 
 def build_parser() -> argparse.ArgumentParser:
-    kinds = '\n'.join(f'  {k:<14}{v}' for k, v in KINDS.items())
+    kinds = '\n'.join(f'  {k:<17}{v.description}' for k, v in KINDS.items())
     parser = argparse.ArgumentParser(
-        prog='prepare.py',
+        prog='ndr-prepare',
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=('Turn standard restoration datasets into BasicSR LMDBs (data.mdb, lock.mdb, meta_info.txt)\n'
                      'with a manifest.json (source files with SHA-256, degradation and parameters of every record,\n'
                      'counts checked against the standard splits).\n\n'
                      'KIND (TASK --split SPLIT is the same as TASK-SPLIT, e.g. "derain --split test"):\n'
                      f'{kinds}\n'
-                     '  check         verify LMDB folders given as paths: meta_info.txt matches the records'),
+                     '  check            verify LMDB folders given as paths: meta_info.txt matches the records'),
         epilog=EXAMPLES)
     parser.add_argument('kind', help='what to prepare (see above)')
     parser.add_argument('paths', nargs='*', help='LMDB folders (only for "check")')
     parser.add_argument('--src', action='append', help='source folder (repeat for several, e.g. BSD400 and WED)')
     parser.add_argument('--out', help='output folder')
     parser.add_argument('--split', choices=('train', 'test'), help='with a bare task name: denoise, derain, ...')
-    parser.add_argument('--lq-dir', help='degraded images folder (paired kinds; overrides layout detection)')
-    parser.add_argument('--gt-dir', help='clean images folder (paired kinds; overrides layout detection)')
+    parser.add_argument('--lq-dir', '--lq', help='degraded images folder (paired kinds; overrides layout detection)')
+    parser.add_argument('--gt-dir', '--gt', help='clean images folder (paired kinds; overrides layout detection)')
+    parser.add_argument('--blur-variant', choices=('blur', 'blur_gamma'), default='blur',
+                        help="deblur kinds: GoPro input folder (default blur, the AIO-5 tables' input)")
+    parser.add_argument('--combo', action='append', help='composite-synth: a combination of haze, rain, blur, sr, '
+                        'lowlight, noise joined by + (repeat for several; applied in that order)')
     parser.add_argument('--sigma', type=float, nargs='+', help='denoise-test noise levels, 0-255 scale '
                         '(default 15 25 50)')
     parser.add_argument('--scale', type=int, nargs='+', help='sr-test scales (default 2 3 4)')
@@ -95,7 +107,8 @@ def _check(paths: list[str], deep: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Intermixed: options may come between the positional arguments ('check --deep PATH' as 'check PATH --deep').
+    args = parser.parse_intermixed_args(argv)
     if args.kind == 'check':
         if not args.paths:
             parser.error('check needs at least one LMDB folder')
@@ -117,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                               quantize=args.quantize, seeding=args.seeding, crop_multiple=args.crop_multiple,
                               crop_size=args.crop_size, crop_step=args.crop_step, crop_thresh=args.crop_thresh,
                               lq_dir=args.lq_dir, gt_dir=args.gt_dir, compress_level=args.compress_level,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              overwrite=args.overwrite, progress=not args.quiet, blur_variant=args.blur_variant,
+                              combos=args.combo)
     except BadInputError as err:
         print(f'error: {err}', file=sys.stderr)
         print('(finished work is kept: fix or remove the file, or add --skip-bad, and rerun the same command to '

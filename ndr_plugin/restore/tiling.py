@@ -1,33 +1,40 @@
-"""Memory-bounded inference by overlapping tiles (re-exported by :mod:`ndr_plugin.inference`).
+"""Memory-bounded inference by overlapping tiles (re-exported by :mod:`ndr_plugin.restore.restorer`).
 
 Large photos do not fit a Restormer-style network in one pass (Restormer issues #29 and #104, PromptIR issue #2), so the
-image is cut into ``tile_size`` squares that overlap by ``tile_overlap`` pixels, each square is restored on its own,
-and the outputs are blended with a separable window:
+image is cut into squares of :attr:`TileSettings.size` pixels that overlap by :attr:`TileSettings.overlap`, each square
+is restored on its own, and the outputs are blended with a separable window:
 
 * on a side that borders another tile, the weight is 0 over the outer quarter of the overlap, rises as a raised cosine
   (Hann ramp) over its middle half, and is 1 beyond; on a side at the image border it is 1 throughout;
-* the tiles covering any pixel always have positive total weight, and the output is the weighted mean.
+* the tiles covering any pixel always have positive total weight (checked for every layout before any forward), and
+  the output is the weighted mean.
 
 The zero margin discards each tile's border pixels, the ones most affected by the tile's own padding; a network whose
-receptive field reaches less than ``tile_overlap / 4`` pixels is therefore reproduced exactly (to float rounding).
+receptive field reaches less than ``overlap / 4`` pixels is therefore reproduced exactly (to float rounding).
 
 Layers that reduce over every pixel (NDRNet's and PromptIR's transposed attention, the CP gates of degradation
-injection) would see only their tile. Before the pass that produces the output, ``statistics_passes`` passes over the
-tiles add up those layers' statistics for the whole image (:mod:`ndr_plugin.archs.image_statistics`); the output pass
-then gives every tile the image's statistics. One pass brings the demo model's tiled output from 59.4 to 65.5 dB of
-the whole-image output at 4 MP (``benchmarks/results/tiling_demo.md``; 39.7 to 53.0 dB for the same demo trained with
-plain L1); what remains comes from convolutions reaching past the overlap.
+injection) would see only their tile. Before the pass that produces the output, :attr:`TileSettings.passes` passes
+over the tiles add up those layers' statistics for the whole image (:mod:`ndr_plugin.archs.image_statistics`); the
+output pass then gives every tile the image's statistics. How close that brings the tiled output to the whole-image
+one is measured by ``benchmarks/tiling.py`` (``benchmarks/results/tiling*.md``); what remains comes from convolutions
+reaching past the overlap.
 
 The image is first padded to the network's ``pad_multiple`` (NDRNet: 8) as a whole-image forward pads it, and the
 tiles are cut from the padded image: every tile is a multiple of that size and sits on the same downsampled grids as
 the whole image. Tile starts cover the padded image exactly (the last tile ends at the border, overlapping its
-neighbour by more if needed), and the stride is rounded down to the multiple. When memory runs out, the tile size is
-halved and the image tried again, down to ``min_tile_size``.
+neighbour by more if needed), and the stride is rounded down to the multiple. A tile must therefore exceed the overlap
+by at least one multiple (:meth:`TileSettings.size_for`): smaller tiles would leave pixels that no tile weights. When
+memory runs out, the tile size is halved and the image tried again, down to ``min_tile_size``.
+
+:class:`TileSettings` is the one place tile options are checked: ``ndr-restore --tile/--tile-overlap/--tile-passes``,
+``Restorer(tile=, tile_overlap=, tile_passes=)`` and ``val.tile: {size, overlap, passes}`` all build one.
 """
 from __future__ import annotations
 
 import logging
 import math
+import numbers
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -38,6 +45,65 @@ from ndr_plugin.archs.image_statistics import ImageStatistics, modules_with_imag
 logger = logging.getLogger('basicsr')
 
 DEFAULT_MIN_TILE_SIZE = 64
+DEFAULT_OVERLAP = 32
+DEFAULT_PASSES = 1
+# How the three settings are spelled where they come from, so that errors name what the user wrote.
+API_NAMES = ('tile', 'tile_overlap', 'tile_passes')
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """Tiled inference settings, checked once here.
+
+    Args:
+        size (int | None): Tile side in pixels; 0 or None: the whole image in one forward. Default: 0.
+        overlap (int): Overlap of neighbouring tiles in pixels; smaller than ``size``. Default: 32.
+        passes (int): Passes over the tiles that gather image-level statistics before the output pass; 0: every tile
+            uses its own. Default: 1.
+        names (tuple[str, str, str]): How the caller spells size, overlap and passes (``--tile``, ``val.tile.size``,
+            ...), used in error messages only. Default: the :class:`~ndr_plugin.restore.restorer.Restorer` keywords.
+    """
+
+    size: int = 0
+    overlap: int = DEFAULT_OVERLAP
+    passes: int = DEFAULT_PASSES
+    names: tuple[str, str, str] = field(default=API_NAMES, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.size is None:
+            object.__setattr__(self, 'size', 0)
+        for value, name in zip((self.size, self.overlap, self.passes), self.names):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
+        if self.size and self.overlap >= self.size:
+            raise ValueError(f'{self.names[0]} {self.size} is too small for {self.names[1]} {self.overlap}: a tile '
+                             "must exceed the overlap by the network's size multiple (NDRNet: 8); use a larger "
+                             f'{self.names[0]}, a smaller {self.names[1]}, or {self.names[0]} 0 for the whole image')
+
+    @property
+    def whole_image(self) -> bool:
+        return self.size == 0
+
+    def smallest_size(self, multiple: int) -> int:
+        """The smallest tile that still overlaps by ``overlap`` with a stride of at least one ``multiple``."""
+        return -(-(self.overlap + multiple) // multiple) * multiple
+
+    def size_for(self, multiple: int) -> int:
+        """The tile size for a network that needs multiples of ``multiple``: ``size`` rounded down to it.
+
+        Raises:
+            ValueError: the rounded tile minus the overlap is less than one multiple. The stride would then be
+                rounded up to the whole tile, and the blend window's zero margins would leave pixels with no weight.
+        """
+        size = self.size - self.size % multiple
+        if size - self.overlap < multiple:
+            raise ValueError(f'{self.names[0]} {self.size} is too small for {self.names[1]} {self.overlap}: tiles are '
+                             f'multiples of {multiple} px for this network and must exceed the overlap by one '
+                             'multiple, '
+                             f'so use {self.names[0]} >= {self.smallest_size(multiple)}, a smaller {self.names[1]}, '
+                             f'or {self.names[0]} 0 for the whole image')
+        return size
+
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -56,10 +122,9 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 
 def tile_stride(tile_size: int, tile_overlap: int, multiple: int = 1) -> int:
-    """Distance between tile starts: the tile minus its overlap (clamped to half the tile), rounded down to
-    ``multiple``."""
-    overlap = min(tile_overlap, tile_size // 2)
-    return max((tile_size - overlap) // multiple * multiple, multiple)
+    """Distance between tile starts: the tile minus its overlap, rounded down to ``multiple`` (at least one multiple
+    for settings accepted by :meth:`TileSettings.size_for`)."""
+    return (tile_size - tile_overlap) // multiple * multiple
 
 
 def blend_ramp(overlap: int, device: torch.device) -> torch.Tensor:
@@ -84,6 +149,15 @@ def axis_window(start: int, size: int, length: int, overlap: int, device: torch.
     return window
 
 
+def check_coverage(starts: list[int], size: int, length: int, overlap: int) -> None:
+    """Raises when some pixel of an axis gets no weight from any tile (the blend would divide 0 by 0)."""
+    total = sum(torch.nn.functional.pad(axis_window(start, size, length, overlap, torch.device('cpu')),
+                                        (start, length - start - size)) for start in starts)
+    if not bool((total > 0).all()):
+        raise RuntimeError(f'tile layout {starts} (tile {size}, overlap {overlap}, length {length}) leaves pixels '
+                           'with zero blend weight')
+
+
 def forward_padded(net: nn.Module, x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Runs ``net`` on ``x`` reflect-padded (right, bottom) to a multiple of ``multiple``, cropped back."""
     h, w = x.shape[-2:]
@@ -100,7 +174,7 @@ def owned_spans(starts: list[int], tile: int, length: int, multiple: int) -> lis
     return list(zip(bounds, bounds[1:]))
 
 
-def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, tile_overlap: int, multiple: int,
+def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, overlap: int, multiple: int,
                         statistics_passes: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     # Tiles are cut from the image padded as a whole-image forward pads it, so every tile is a multiple of the
@@ -108,9 +182,10 @@ def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, tile_ov
     padded = pad_to_multiple(x, multiple)
     height, width = padded.shape[-2:]
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
-    overlap = min(tile_overlap, tile_size // 2)
-    stride = tile_stride(tile_size, tile_overlap, multiple)
+    stride = tile_stride(tile_size, overlap, multiple)
     rows, cols = tile_starts(height, tile_h, stride), tile_starts(width, tile_w, stride)
+    check_coverage(rows, tile_h, height, overlap)
+    check_coverage(cols, tile_w, width, overlap)
     tiles = [(top, left, row_span, col_span)
              for top, row_span in zip(rows, owned_spans(rows, tile_h, height, multiple))
              for left, col_span in zip(cols, owned_spans(cols, tile_w, width, multiple))]
@@ -152,44 +227,36 @@ def _tiled_forward_once(net: nn.Module, x: torch.Tensor, tile_size: int, tile_ov
     return output.div_(weight)[..., :h, :w].to(x.dtype)
 
 
-def tiled_forward(net: nn.Module, x: torch.Tensor, tile_size: int | None, tile_overlap: int = 32,
-                  min_tile_size: int = DEFAULT_MIN_TILE_SIZE, statistics_passes: int = 1) -> torch.Tensor:
+def tiled_forward(net: nn.Module, x: torch.Tensor, tile: TileSettings | None,
+                  min_tile_size: int = DEFAULT_MIN_TILE_SIZE) -> torch.Tensor:
     """Runs a same-size image-to-image network on overlapping tiles and blends the outputs.
 
     Args:
         net (nn.Module): Network mapping (B, C, H, W) to (B, C_out, H, W). Its ``pad_multiple`` attribute, if any, is
             the size multiple it needs (tile sizes are rounded down to it; remainders are reflect-padded).
         x (Tensor): Input batch (B, C, H, W).
-        tile_size (int | None): Tile side in pixels. None: one whole-image forward, no memory fallback. A tile at
-            least as large as the image also runs whole, but falls back to tiles if memory runs out.
-        tile_overlap (int): Overlap between neighbouring tiles in pixels (clamped to half the tile). Default: 32.
+        tile (TileSettings | None): None or size 0: one whole-image forward, no memory fallback. A tile at least as
+            large as the image also runs whole, but falls back to tiles if memory runs out.
         min_tile_size (int): Smallest tile the out-of-memory fallback tries before giving up. Default: 64.
-        statistics_passes (int): Passes over the tiles that gather image-level statistics for the layers that reduce
-            over all pixels (:mod:`ndr_plugin.archs.image_statistics`) before the pass that produces the output; each
-            costs one more forward per tile. 0: every tile uses its own statistics. Default: 1.
 
     Returns:
         Tensor: (B, C_out, H, W), in ``x``'s dtype. Gradients are not tracked.
     """
-    if tile_size is None:
+    if tile is None or tile.whole_image:
         return net(x)
-    if tile_size <= 0 or tile_overlap < 0:
-        raise ValueError(f'tile_size must be positive and tile_overlap non-negative, got {tile_size}, {tile_overlap}')
-    if statistics_passes < 0:
-        raise ValueError(f'statistics_passes must be non-negative, got {statistics_passes}')
     multiple = getattr(net, 'pad_multiple', 1)
-    tile_size = max(tile_size - tile_size % multiple, multiple)
+    tile_size = tile.size_for(multiple)
+    smallest = max(min_tile_size, tile.smallest_size(multiple))
     while True:
         with torch.no_grad():
             try:
-                return _tiled_forward_once(net, x, tile_size, tile_overlap, multiple, statistics_passes)
+                return _tiled_forward_once(net, x, tile_size, tile.overlap, multiple, tile.passes)
             except (RuntimeError, MemoryError) as err:
-                if not is_out_of_memory(err) or tile_size // 2 < max(min_tile_size, multiple):
+                if not is_out_of_memory(err) or (tile_size // 2) // multiple * multiple < smallest:
                     raise
                 failed_message = str(err).splitlines()[0]
         # Retried outside the except block, so the failed attempt's tensors (held by the traceback) are freed first.
         if x.is_cuda:
             torch.cuda.empty_cache()
-        tile_size //= 2
-        tile_size -= tile_size % multiple
+        tile_size = (tile_size // 2) // multiple * multiple
         logger.warning(f'Out of memory ({failed_message}); retrying with tile size {tile_size}.')

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ndr_plugin.tiling import tile_starts
+from ndr_plugin.restore.tiling import tile_starts
 
 # label -> degradation spec of ndr_plugin.data.degradation_specs ('clean' = no degradation)
 REFERENCE_DEGRADATIONS: dict[str, dict[str, Any] | None] = {

@@ -1,12 +1,17 @@
 """Reading and writing photos for inference: any bit depth, grayscale or RGB(A), EXIF orientation applied.
 
-Arrays are HWC (HW for grayscale) in **RGB(A)** order and keep the file's dtype (uint8, uint16 or float32).
-OpenCV does the decoding (``IMREAD_UNCHANGED`` keeps 16 bits and alpha), but that flag ignores the EXIF orientation
-that phones write into JPEGs, so the orientation tag is read with Pillow (metadata only, no second decode) and applied
-here. Written files carry no EXIF: their pixels are already upright.
+Arrays are HWC (HW for grayscale, HWx2 for gray+alpha) in **RGB(A)** order and keep the file's dtype (uint8, uint16
+or float32). OpenCV does the decoding (``IMREAD_UNCHANGED`` keeps 16 bits and alpha), but that flag ignores the EXIF
+orientation that phones write into JPEGs, so the orientation tag is read with Pillow (metadata only, no second decode)
+and applied here. Written files carry no EXIF: their pixels are already upright.
+
+OpenCV also expands a gray+alpha PNG to BGRA and cannot write one back, so the PNG header's colour type is read here
+and such images stay gray+alpha: read as HWx2, written by :func:`encode_gray_alpha_png`.
 """
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,6 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
 EXIF_ORIENTATION_TAG = 0x0112
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+PNG_GRAY_ALPHA = 4  # IHDR colour type of gray+alpha (PNG specification, section 11.2.2)
 JPEG_QUALITY = 95
 _EIGHT_BIT = (np.uint8, )
 _TIFF = (np.uint8, np.uint16, np.float32)
@@ -54,6 +61,26 @@ def apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def is_gray_alpha_png(data: np.ndarray) -> bool:
+    """Whether the bytes of a file are a PNG whose IHDR colour type is gray+alpha (the byte after the bit depth)."""
+    return data.size > 25 and data[:8].tobytes() == PNG_SIGNATURE and int(data[25]) == PNG_GRAY_ALPHA
+
+
+def encode_gray_alpha_png(img: np.ndarray) -> bytes:
+    """An HxWx2 uint8/uint16 gray+alpha array as PNG bytes (no row filter, zlib level 6)."""
+    height, width = img.shape[:2]
+    depth = 16 if img.dtype == np.uint16 else 8
+    samples = np.ascontiguousarray(img, dtype='>u2' if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), samples], axis=1)  # filter type 0 before every row
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload))
+
+    header = struct.pack('>IIBBBBB', width, height, depth, PNG_GRAY_ALPHA, 0, 0, 0)
+    return (PNG_SIGNATURE + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(rows.tobytes(), 6))
+            + chunk(b'IEND', b''))
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Reads an image as an RGB(A) / grayscale array in its own dtype, with the EXIF orientation applied.
 
@@ -72,7 +99,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f'{path}: unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float32)')
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
-    if img.ndim == 3:
+    if img.ndim == 3 and img.shape[2] == 4 and is_gray_alpha_png(data):
+        img = np.ascontiguousarray(img[..., [0, 3]])  # OpenCV replicated the gray into B, G and R
+    elif img.ndim == 3:
         code = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}.get(img.shape[2])
         if code is None:
             raise ImageReadError(f'{path}: {img.shape[2]} channels are not supported (expected 1, 3 or 4)')
@@ -81,7 +110,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def write_image(path: str | Path, img: np.ndarray) -> None:
-    """Writes an RGB(A) / grayscale array; the format follows the extension (JPEG at quality 95).
+    """Writes an RGB(A) / gray(+alpha) array; the format follows the extension (JPEG at quality 95).
 
     Raises:
         ImageWriteError: the format cannot hold this image (e.g. 16-bit JPEG) or the file cannot be written.
@@ -94,6 +123,12 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     if img.dtype not in allowed:
         raise ImageWriteError(f'{path}: {path.suffix} cannot hold {img.dtype} pixels (allowed: '
                               f'{", ".join(str(np.dtype(d)) for d in allowed)}); use .png or .tif')
+    if img.ndim == 3 and img.shape[2] == 2:
+        if suffix != '.png':
+            raise ImageWriteError(f'{path}: gray+alpha images can only be written as .png')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_gray_alpha_png(img))
+        return
     if img.ndim == 3:
         code = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}.get(img.shape[2])
         if code is None:

@@ -1,11 +1,20 @@
-"""Small pieces of NDRModel's training step: objectives, the phase schedule, gradient sync, checkpoint writes."""
+"""The pieces of NDR-Restore's bidirectional training (restoration and degradation) that NDRModel assembles.
+
+* Phases (:data:`RESTORATION`, :data:`DEGRADATION`, :data:`JOINT`) and the ``train.bidirectional.mode`` names
+  (:data:`MODES`): ``alternate`` follows the paper's abstract (the two processes optimised "alternately"; the period
+  and the parameters of each phase are ours), ``joint`` the official code's single step, ``off`` is ours (ablation).
+* :class:`BidirectionalSettings`: the ``train.bidirectional`` options, checked.
+* :class:`PhaseSchedule`: which phase an alternate-mode step runs, and where a resumed run is in the cycle.
+* :class:`Objective`: one option entry (a loss dict or a list of them) as one summed, logged loss.
+* :func:`atom_usage_entropy`: a log value (ours) that shows whether the NDR's atoms are all in use.
+"""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from basicsr.losses import build_loss
 from torch import nn
 
@@ -13,6 +22,43 @@ RESTORATION, DEGRADATION, JOINT = 'restoration', 'degradation', 'joint'
 # Numeric phase ids for the log: BasicSR's MessageLogger formats every logged value as a number.
 PHASE_IDS = {RESTORATION: 0, DEGRADATION: 1, JOINT: 2}
 MODES = ('alternate', 'joint', 'off')
+BIDIRECTIONAL_KEYS = ('mode', 'restoration_iters', 'degradation_iters', 'joint_degradation_weight', 'grad_clip')
+
+
+@dataclass(frozen=True)
+class BidirectionalSettings:
+    """``train.bidirectional``, checked once: by the option check before anything is built, and by NDRModel."""
+    mode: str = 'alternate'
+    restoration_iters: int = 1
+    degradation_iters: int = 1
+    joint_degradation_weight: float = 1.0
+    grad_clip: float | None = 10
+
+    @classmethod
+    def from_options(cls, options: Mapping | None) -> BidirectionalSettings:
+        options = dict(options or {})
+        unknown = set(options) - set(BIDIRECTIONAL_KEYS)
+        if unknown:
+            raise ValueError(f'train.bidirectional: unknown keys {sorted(unknown)}; known: {list(BIDIRECTIONAL_KEYS)}')
+        if options.get('mode') is False:  # YAML 1.1 reads a bare `off` as false
+            options['mode'] = 'off'
+        settings = cls(**options)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f'train.bidirectional.mode must be one of {MODES}, got {self.mode!r}')
+        for key in ('restoration_iters', 'degradation_iters'):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'train.bidirectional.{key} must be a positive integer, got {value!r}')
+        weight = self.joint_degradation_weight
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f'train.bidirectional.joint_degradation_weight must be a number >= 0, got {weight!r}')
+        clip = self.grad_clip
+        if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0):
+            raise ValueError(f'train.bidirectional.grad_clip must be a number >= 0 or ~, got {clip!r}')
 
 
 class Objective(nn.Module):
@@ -107,34 +153,3 @@ def atom_usage_entropy(atom_weights: Sequence[torch.Tensor]) -> torch.Tensor:
         entropy = -(weights * weights.clamp_min(1e-12).log()).sum(dim=1)
         levels.append(entropy.mean() / math.log(num_atoms) if num_atoms > 1 else entropy.mean())
     return torch.stack(levels).mean()
-
-
-def parameters_with_grad(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
-    return [p for p in params if p.grad is not None]
-
-
-def average_gradients(params: Sequence[nn.Parameter]) -> None:
-    """All-reduces (averages) the gradients of ``params`` over the process group, in one flat buffer.
-
-    DDP averages gradients only for parameters used through its own ``forward``. The degradation phase reaches
-    NDRNet's NDR and query path through ``query_degradation``, outside ``forward``, so those are averaged here.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or not params:
-        return
-    grads = [p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def any_rank_true(flag: bool, device: torch.device) -> bool:
-    """Whether ``flag`` is true on any process (every process gets the same answer)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)

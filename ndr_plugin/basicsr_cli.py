@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ndr_plugin.option_check import OptionError, check_option_file
+from ndr_plugin.options import OptionError, check_option_file
 
 
 def basicsr_argument_parser(prog: str, description: str, training: bool) -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def prepare_basicsr_argv(prog: str, description: str, training: bool,
     argv = list(sys.argv[1:] if argv is None else argv)
     args = basicsr_argument_parser(prog, description, training).parse_args(argv)
     try:
-        opt = check_option_file(args.opt)
+        opt = check_option_file(args.opt, training=training)
     except OptionError as err:
         print(f'{prog}: error: {err}', file=sys.stderr)
         raise SystemExit(2) from None
