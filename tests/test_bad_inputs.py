@@ -7,6 +7,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,8 +16,10 @@ import yaml
 import ndr_plugin  # noqa: F401  (compat before BasicSR)
 from ndr_plugin import compare, convert_official
 from ndr_plugin import train as ndr_train
+from ndr_plugin.archs.ndr_arch import NDRNet
 from ndr_plugin.checkpoints import CheckpointError, torch_load
 from ndr_plugin.options import OptionError, load_option_file
+from ndr_plugin.restore.cli import main as restore_main
 from tiny_data import TINY_NDRNET, tiny_train_options
 
 PY = sys.executable
@@ -184,7 +188,6 @@ def test_truncated_weights_are_named(tmp_path):
 # --------------------------------------------------------------------------------------------------- convert_official
 @pytest.fixture
 def official_like_checkpoint(tmp_path) -> Path:
-    from ndr_plugin.archs.ndr_arch import NDRNet
     net = NDRNet(**{k: v for k, v in TINY_NDRNET.items() if k != 'type'})
     path = tmp_path / 'model.pth'
     torch.save({'params': net.state_dict()}, path)
@@ -241,3 +244,16 @@ def test_compare_ignores_a_folder_named_like_a_log(tmp_path, capsys):
     (run / 'zzz_newer.log').mkdir()
     summary = compare.summarize_run(str(run), 'basicsr', 16, 1, [])
     assert summary.metrics == {'setA': {'psnr': 30.1234, 'ssim': 0.8123}}
+
+
+def test_ndr_restore_refuses_malicious_option_file_before_loading_anything(tmp_path, capsys):
+    weights = tmp_path / 'net_g.pth'
+    torch.save({'params': NDRNet(**{k: v for k, v in TINY_NDRNET.items() if k != 'type'}).state_dict()}, weights)
+    image = tmp_path / 'in.png'
+    cv2.imwrite(str(image), np.full((24, 24, 3), 128, np.uint8))
+    opt = malicious_option_file(tmp_path, {'network_g': TINY_NDRNET})
+    code = restore_main(['-i', str(image), '-o', str(tmp_path / 'out'), '--weights', str(weights), '--opt', str(opt)])
+    assert code == 2
+    assert 'not allowed in option files' in capsys.readouterr().err
+    assert not (tmp_path / PWNED).exists()
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
