@@ -68,12 +68,17 @@ setup(
         'matplotlib',  # its sample photograph (grace_hopper) is one of the demo's training images
         'setuptools',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={
+        'onnx': ['onnx', 'onnxruntime', 'onnxscript'],  # ndr-export, ndr-restore --backend onnxruntime
+        'spandrel': ['spandrel'],  # ndr_plugin.spandrel_support
+        'test': ['pytest', 'onnx', 'onnxruntime', 'onnxscript', 'spandrel'],
+    },
     entry_points={
         'console_scripts': [
             'ndr-train=ndr_plugin.train:main',
             'ndr-test=ndr_plugin.test:main',
             'ndr-restore=ndr_plugin.restore.cli:main',
+            'ndr-export=ndr_plugin.export:main',
             'ndr-prepare=ndr_plugin.prepare.cli:main',
             'ndr-demo=ndr_plugin.demo:main',
             'ndr-compare=ndr_plugin.compare:main',

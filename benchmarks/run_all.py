@@ -30,6 +30,7 @@ BENCHMARKS = {
                      ['--sizes', '1', '--whole-max-mp', '0', '--passes', '0', '--paper-full', '1',
                       '--label', 'tiling_paper']),
     'learning': ('learning', [], ['--minutes', '1']),
+    'onnx_speed': ('onnx_speed', [], []),
 }
 
 

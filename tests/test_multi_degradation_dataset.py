@@ -212,3 +212,18 @@ def test_validation_phase_gives_whole_images_degraded_the_same_way_each_time(roo
     first, again = dataset[0], dataset[0]
     assert first['gt'].shape == (3, 80, 96) and torch.equal(first['lq'], again['lq'])
     assert not torch.equal(make(roots, phase='val', seed=1)[0]['lq'], first['lq'])
+
+
+def test_validation_images_from_a_folder_do_not_depend_on_where_it_lies(tmp_path):
+    from ndr_plugin.data.multi_degradation_dataset import MultiDegradationDataset
+    crops = [_bgr(skimage.data.astronaut())[i * 40:i * 40 + 48, :64] for i in range(2)]
+    outputs = []
+    for place in ('here', 'moved/elsewhere'):
+        folder = tmp_path / place / 'clean'
+        folder.mkdir(parents=True)
+        for i, crop in enumerate(crops):
+            cv2.imwrite(str(folder / f'img{i}.png'), crop)
+        dataset = MultiDegradationDataset({'phase': 'val', 'seed': 3, 'sources': [
+            {'name': 'noise', 'dataroot_gt': str(folder), 'degradation': {'type': 'noise', 'sigmas': [25]}}]})
+        outputs.append([dataset[i]['lq'].numpy() for i in range(len(dataset))])
+    assert all(np.array_equal(a, b) for a, b in zip(*outputs))

@@ -83,6 +83,14 @@ class ImageSource:
             items.append({'gt': str(gt), 'lq': str(lq)})
         return items
 
+    def key(self, index: int) -> str:
+        """The name of record ``index`` that does not depend on where the data lies: its LMDB key, or its file name.
+
+        Validation seeds its synthesised degradations with it, so a folder moved elsewhere gives the same bytes.
+        """
+        gt = self.items[index]['gt']
+        return gt if self.backend_type == 'lmdb' else Path(gt).name
+
     def _read(self, path: str, role: str) -> np.ndarray:
         if self.backend_type == 'lmdb':
             root = self.gt_root if role == 'gt' else self.lq_root

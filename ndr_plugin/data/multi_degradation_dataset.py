@@ -171,7 +171,7 @@ class MultiDegradationDataset(data.Dataset):
             if self.phase == 'train':
                 rng = np.random.default_rng(random.getrandbits(64))
             else:  # validation: the same degraded image every time it is evaluated
-                rng = item_rng(self.seed, source.name, gt_path)
+                rng = item_rng(self.seed, source.name, source.images.key(item))
             lq, synthesised, _ = source.degradation(gt if not source.images.paired else lq, rng)
             degradation = f'{source.label}+{synthesised}' if source.images.paired else synthesised
         if self.phase == 'train':
