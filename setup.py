@@ -82,6 +82,7 @@ setup(
             'ndr-prepare=ndr_plugin.prepare.cli:main',
             'ndr-demo=ndr_plugin.demo:main',
             'ndr-compare=ndr_plugin.compare:main',
+            'ndr-reproduce=ndr_plugin.reproduce:main',
             'ndr-install-hook=ndr_plugin_hook:main',
         ],
     },

@@ -30,6 +30,8 @@ BENCHMARKS = {
                      ['--sizes', '1', '--whole-max-mp', '0', '--passes', '0', '--paper-full', '1',
                       '--label', 'tiling_paper']),
     'learning': ('learning', [], ['--minutes', '1']),
+    'train_speed': ('train_speed', [], ['--quick']),
+    'precision': ('precision', [], ['--size', '128', '--repeats', '1', '--images', '2']),
     'onnx_speed': ('onnx_speed', [], []),
 }
 

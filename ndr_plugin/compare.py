@@ -27,6 +27,7 @@ import ndr_plugin  # noqa: F401  (registration, so every network_g can be built)
 PROTOCOL_TYPES = {
     'basicsr': {'psnr': ('calculate_psnr',), 'ssim': ('calculate_ssim',)},
     'aio': {'psnr': ('calculate_psnr_aio',), 'ssim': ('calculate_ssim_aio',)},
+    'ndr': {'psnr': ('calculate_psnr_ndr',), 'ssim': ('calculate_ssim_ndr',)},
 }
 _VALIDATION_BLOCK = re.compile(r'Validation (\S+)\n((?:\s+# [^\n]+\n?)+)')
 _METRIC_LINE = re.compile(r'# (\S+): ([^\s]*)(\s|$)')
@@ -171,7 +172,8 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def build_table(runs: list[RunSummary], size: int) -> tuple[list[str], list[list[str]]]:
-    datasets = sorted({d for run in runs for d in run.metrics})
+    # Columns in the order the runs validated them (their option files' order, e.g. the 11 CDD-11 combinations).
+    datasets = list(dict.fromkeys(d for run in runs for d in run.metrics))
     devices = sorted({d for run in runs for d in run.latency_ms})
     header = ['run'] + [f'{d} PSNR/SSIM' for d in datasets] + ['average PSNR/SSIM', 'params (M)',
                                                                 f'GMACs @{size}px']

@@ -68,19 +68,29 @@ def _heads(state_dict: Mapping, stages: list[str]) -> list[int]:
 
 
 def ndrnet_options(state_dict: Mapping) -> dict[str, Any]:
-    """NDRNet options the weights determine (all but ``legacy_residuals`` and the initialisation switch)."""
+    """NDRNet options the weights determine (all but ``legacy_residuals`` and the initialisation switch).
+
+    The ablation switches leave their own keys: no ``ndr.atoms`` (but degradation queries) is ``ndr_dictionary:
+    false``; a ``fuse`` convolution instead of CP gates is ``injection: concat``.
+    """
     stages = ['encoder1', 'encoder2', 'encoder3', 'latent']
     embed, output = state_dict['embed.weight'], state_dict['output.weight']
     options = dict(in_channels=embed.shape[1], out_channels=output.shape[0], dim=embed.shape[0],
                    num_blocks=[_count(state_dict, stage) for stage in stages],
                    num_refinement_blocks=_count(state_dict, 'refinement'), heads=_heads(state_dict, stages),
                    ffn_expansion_factor=_ffn_expansion_factor(state_dict, stages),
-                   bias='encoder1.0.attn.qkv.bias' in state_dict, use_ndr='ndr.atoms' in state_dict)
-    if options['use_ndr']:
-        atoms = state_dict['ndr.atoms']
-        options.update(num_atoms=atoms.shape[0], atom_dim=atoms.shape[1],
-                       degradation_dim=state_dict['degradation_queries.0.mapping.weight'].shape[0],
-                       cp_rank=state_dict['degradation_injections.0.feature_gate.height.weight'].shape[0])
+                   bias='encoder1.0.attn.qkv.bias' in state_dict,
+                   use_ndr='degradation_queries.0.mapping.weight' in state_dict)
+    if not options['use_ndr']:
+        return options
+    options.update(degradation_dim=state_dict['degradation_queries.0.mapping.weight'].shape[0],
+                   atom_dim=state_dict['degradation_queries.0.to_query.weight'].shape[0],
+                   ndr_dictionary='ndr.atoms' in state_dict,
+                   injection='concat' if 'degradation_injections.0.fuse.weight' in state_dict else 'cp')
+    if options['ndr_dictionary']:
+        options.update(num_atoms=state_dict['ndr.atoms'].shape[0])
+    if options['injection'] == 'cp':
+        options.update(cp_rank=state_dict['degradation_injections.0.feature_gate.height.weight'].shape[0])
     return options
 
 
@@ -151,7 +161,7 @@ class NDRNetArch(_Arch):
             from ndr_plugin.convert_official import convert_official_state_dict
             state_dict, _ = convert_official_state_dict(state_dict, keep_bgr=False)  # RGB, as our loader
         options = ndrnet_options(state_dict)
-        for key, default in TRACELESS_DEFAULTS.items() if options['use_ndr'] else ():  # both need the NDR
+        for key, default in TRACELESS_DEFAULTS.items():
             if stored is not None and key in stored:
                 options[key] = stored[key]
             else:

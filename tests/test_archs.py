@@ -298,3 +298,37 @@ def test_channels_first_network_matches(tiny_pair, monkeypatch):
         assert not maps_nchw[0].is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(restored, restored_nchw, atol=1e-5)
         assert torch.allclose(degraded, deg(x, maps_nchw), atol=1e-5)
+
+
+def test_ablation_switches_sizes_and_outputs():
+    with torch.device('meta'):
+        assert count(NDRNet(ndr_dictionary=False)) == 27_330_315 - 4_096 - 3  # no atoms, no query temperatures
+        assert count(NDRNet(injection='concat')) == 26_348_091
+        paper = NDRNet()
+        assert sum(p.numel() for p in paper.query_encoder_parameters()) == count(paper.embed) + sum(
+            count(m) for m in (paper.encoder1, paper.down1, paper.encoder2, paper.down2, paper.encoder3))
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 20, 20)
+    plain = NDRNet(**TINY_G, ndr_dictionary=False)
+    assert not any(k.startswith('ndr.') or (k.endswith('temperature') and 'queries' in k) for k in plain.state_dict())
+    restored, maps, weights = plain(x, return_degradation=True, return_atom_weights=True)
+    assert restored.shape == x.shape and len(maps) == 3 and weights == []
+    assert [p for p in plain.degradation_parameters()] == list(plain.degradation_queries.parameters())
+    concat = NDRNet(**TINY_G, injection='concat')
+    assert 'degradation_injections.0.fuse.weight' in concat.state_dict()
+    concat(x).abs().mean().backward()
+    assert all(p.grad is not None for p in concat.parameters())
+
+
+def test_ablation_switches_refuse_bad_values():
+    with pytest.raises(ValueError, match=r"NDRNet: injection must be one of \('cp', 'concat'\), got 'film'"):
+        NDRNet(**TINY_G, injection='film')
+    with pytest.raises(ValueError, match='with use_ndr=False there is none'):
+        NDRNet(**TINY_G, use_ndr=False, ndr_dictionary=False)
+
+
+def test_no_ndr_backbone_keeps_the_global_residual_of_legacy_residuals():
+    backbone = {k: v for k, v in TINY_G.items() if k not in ('num_atoms', 'atom_dim', 'degradation_dim', 'cp_rank')}
+    net = NDRNet(**backbone, use_ndr=False, legacy_residuals=True, zero_init_output=True)
+    x = torch.rand(1, 3, 20, 20)
+    assert torch.equal(net(x), x), 'zero output conv + global residual: the untrained network is the identity'

@@ -92,6 +92,9 @@ def test_onnx_backend_errors(exported, tmp_path, capsys):
     weights, onnx_path = exported['NDRNet']
     with pytest.raises(ValueError, match='float32 file .* ndr-export --fp16'):
         OnnxRestorer(onnx_path, half=True)
+    with pytest.raises(ValueError, match='precision fp16: .* is a float32 file .* ndr-export --fp16'):
+        OnnxRestorer(onnx_path, precision='fp16')
+    assert OnnxRestorer(onnx_path, precision='auto').precision == 'fp32'
     with pytest.raises(ValueError, match='tile_passes 1: the onnxruntime backend cannot share'):
         OnnxRestorer(onnx_path, tile=64, tile_passes=1)
     cv2.imwrite(str(tmp_path / 'a.png'), skdata.camera()[:40, :40])
@@ -137,3 +140,18 @@ def test_missing_optional_package_gives_install_hint(exported, module, subproces
                             timeout=120)
     assert f"needs the optional package '{module}', which is not installed: pip install 'ndr_plugin[onnx]'" \
         in result.stderr
+
+
+@pytest.mark.parametrize('switch', [{'ndr_dictionary': False}, {'injection': 'concat'}, {'use_ndr': False}],
+                         ids=['no-dictionary', 'concat-injection', 'no-ndr'])
+def test_ablation_switches_export_and_match(switch, tmp_path):
+    options = dict(TINY_NDR, **switch)
+    if not options.get('use_ndr', True):
+        options = {k: v for k, v in options.items() if k not in ('num_atoms', 'atom_dim', 'degradation_dim', 'cp_rank')}
+    weights = _checkpoint(tmp_path, NDRNet, options)
+    export_onnx(weights, tmp_path / 'ablation.onnx', exporter='torchscript', verify=False)
+    net, onnx_net = Restorer(weights).net, OnnxNetwork(tmp_path / 'ablation.onnx')
+    x = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = net(x)
+    assert (torch.as_tensor(onnx_net(x)) - expected).abs().max().item() < TOLERANCE

@@ -123,3 +123,40 @@ def test_compute_metrics_errors():
         compute_metrics(x[:1], x[1:, :, :8], {'psnr_aio': {'type': 'calculate_psnr_aio'}})
     with pytest.raises(KeyError, match="val.metrics.psnr has no 'type'"):
         compute_metrics(x[:1], x[1:], {'psnr': {'crop_border': 0}})
+
+
+def _hand_ssim_ndr(img: np.ndarray, img2: np.ndarray) -> float:
+    """NDR's test SSIM written out: 11x11 Gaussian (sigma 1.5) window over every valid position, x255, per channel."""
+    offsets = np.arange(11) - 5
+    g = np.exp(-offsets ** 2 / (2 * 1.5 ** 2))
+    window = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    scores = []
+    for c in range(img.shape[2]):
+        a = np.lib.stride_tricks.sliding_window_view(img[..., c] * 255., (11, 11))
+        b = np.lib.stride_tricks.sliding_window_view(img2[..., c] * 255., (11, 11))
+        mu_a, mu_b = (a * window).sum((-2, -1)), (b * window).sum((-2, -1))
+        var_a = (a * a * window).sum((-2, -1)) - mu_a ** 2
+        var_b = (b * b * window).sum((-2, -1)) - mu_b ** 2
+        cov = (a * b * window).sum((-2, -1)) - mu_a * mu_b
+        scores.append((((2 * mu_a * mu_b + c1) * (2 * cov + c2))
+                       / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))).mean())
+    return float(np.mean(scores))
+
+
+def test_ndr_protocol_against_a_hand_computation(shared_data):
+    from ndr_plugin.metrics.ndr_metric import calculate_psnr_ndr, calculate_ssim_ndr
+    noisy, clean = _cbsd68_pair(shared_data, 0)
+    noisy, clean = noisy[:37, :45].astype(np.float64), clean[:37, :45].astype(np.float64)
+    restored = noisy + 0.05  # leaves [0, 1]: the metric clips it
+    clipped = np.clip(restored, 0, 1)
+    assert calculate_psnr_ndr(restored, clean) == pytest.approx(
+        10 * math.log10(1 / np.mean((clipped - clean) ** 2)), abs=1e-9)
+    assert calculate_ssim_ndr(restored, clean) == pytest.approx(_hand_ssim_ndr(clipped, clean), abs=1e-6)
+    # No crop to x16 and a Gaussian window: not the all-in-one tables' numbers.
+    assert calculate_ssim_ndr(restored, clean) != pytest.approx(calculate_ssim_aio(restored, clean), abs=1e-4)
+    assert calculate_psnr_ndr(clean, clean) == math.inf
+    assert METRIC_REGISTRY.get('calculate_psnr_ndr') is calculate_psnr_ndr
+    assert metric_wants_float('calculate_psnr_ndr') and metric_wants_float('calculate_ssim_ndr')
+    with pytest.raises(ValueError, match='smaller than the 11x11 SSIM window'):
+        calculate_ssim_ndr(clean[:8, :8], clean[:8, :8])

@@ -20,7 +20,6 @@ from basicsr.models import build_model
 from basicsr.utils import check_resume
 from ndr_plugin.checkpoints import torch_load
 from ndr_plugin.checkpoints import atomic_torch_save
-from ndr_plugin.models.bidirectional import PhaseSchedule
 from tiny_data import TINY_NDRNET, noisy_pairs, write_paired_lmdb
 
 TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 8, 'degradation_dim': 8, 'cp_rank': 4,
@@ -102,42 +101,105 @@ def changed(before: dict, net: torch.nn.Module, prefix: str = '') -> set[str]:
     return {k for k, v in net.state_dict().items() if k.startswith(prefix) and not torch.equal(v, before[k])}
 
 
-def test_alternate_phases_update_only_their_parameters(tmp_path):
-    model = build_model(model_options(tmp_path, 'alternate'))
+def test_alternate_iteration_is_a_restoration_then_a_degradation_update(tmp_path):
+    model = build_model(model_options(tmp_path, 'alternate', bidirectional={'mode': 'alternate',
+                                                                            'degradation_every': 2}))
     g, deg, batch = model.net_g, model.net_deg, noisy_batch()
     query_path = {n for n, p in g.named_parameters() if any(p is q for q in g.degradation_parameters())}
     assert query_path and all(n.startswith(('ndr.', 'degradation_queries.')) for n in query_path)
 
     g0, deg0 = snapshot(g), snapshot(deg)
-    train_steps(model, batch, 1, 1)  # restoration phase
-    assert model.log_dict['phase'] == 0 and math.isfinite(model.log_dict['l_rest'])
-    assert model.log_dict['l1/denoise_25'] > 0, 'per-degradation restoration L1 from the batch labels'
-    assert not changed(deg0, deg), 'the restoration phase must not touch NDRDegradationNet'
+    train_steps(model, batch, 1, 1)  # iteration 1: restoration update only (degradation_every: 2)
+    log = model.log_dict
+    assert (log['updates_rest'], log['updates_deg']) == (1, 0) and math.isfinite(log['l_rest'])
+    assert 'l_deg' not in log and log['l1/denoise_25'] > 0
+    assert not changed(deg0, deg), 'the restoration update must not touch NDRDegradationNet'
     assert changed(g0, g, 'decoder1.') and changed(g0, g, 'ndr.')
 
-    g1, deg1 = snapshot(g), snapshot(deg)
-    train_steps(model, batch, 2, 2)  # degradation phase
+    train_steps(model, batch, 2, 2)  # iteration 2: restoration update, then the degradation update
     log = model.log_dict
-    assert log['phase'] == 1 and math.isfinite(log['l_deg']) and math.isfinite(log['l_rest'])
-    assert {'l_deg_L1Loss', 'l_deg_FrequencyLoss', 'lr_g', 'lr_deg', 'atom_entropy'} <= set(log)
-    assert 0 < log['atom_entropy'] <= 1 and log['lr_deg'] == 2e-3
-    assert changed(deg1, deg), 'the degradation phase must train NDRDegradationNet'
-    assert changed(g1, g) == query_path, 'the degradation phase must change exactly the NDR and the query path'
-    # Both optimizers hold the query path (each with its own Adam moments); optim_g holds all of NDRNet.
+    assert (log['updates_rest'], log['updates_deg']) == (2, 1)
+    assert math.isfinite(log['l_deg']) and math.isfinite(log['l_rest'])
+    assert {'l_deg_L1Loss', 'l_deg_FrequencyLoss', 'lr_g', 'lr_deg', 'atom_entropy', 'grad_norm_rest',
+            'grad_norm_deg'} <= set(log)
+    assert 0 < log['atom_entropy'] <= 1 and log['lr_deg'] == 2e-3 and changed(deg0, deg)
+    # Separate Adam states by default: optim_deg also holds the query path.
     in_deg = {id(p) for group in model.optimizer_deg.param_groups for p in group['params']}
     assert all(id(p) in in_deg for p in g.degradation_parameters())
     assert len(model.optimizers) == len(model.schedulers) == 2
 
 
-def test_phase_schedule_counts_steps():
-    schedule = PhaseSchedule(2, 3)
-    phases = []
-    for _ in range(7):
-        phases.append(schedule.current()[0])
-        schedule.advance()
-    assert ''.join(phases) == 'rrdddrr'
-    with pytest.raises(ValueError, match='train.bidirectional.degradation_iters'):
-        PhaseSchedule(1, 0)
+@pytest.mark.parametrize('mode, every, iters, want', [
+    ('alternate', 1, 4, (4, 4)), ('alternate', 3, 7, (7, 2)), ('joint', None, 3, (3, 3)), ('off', None, 3, (3, 0))])
+def test_every_mode_performs_one_restoration_update_per_iteration(tmp_path, mode, every, iters, want):
+    bidirectional = {'mode': mode} if every is None else {'mode': mode, 'degradation_every': every}
+    model = build_model(model_options(tmp_path, mode, ema_decay=0, bidirectional=bidirectional))
+    train_steps(model, noisy_batch(size=16), 1, iters)
+    assert (model.log_dict['updates_rest'], model.log_dict['updates_deg']) == want
+    # Adam's own step count: one restoration update per iteration, whatever the mode.
+    assert int(model.optimizer_g.state[model.net_g.output.weight]['step']) == iters
+
+
+def _degradation_reach(model) -> set[str]:
+    """Top-level NDRNet modules the degradation loss reaches (has a nonzero gradient for)."""
+    for optimizer in model.optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    if model.mode == 'joint':  # the L_deg term of the official joint step on its own
+        maps = model.net_g(model.lq, return_degradation=True)[1]
+        loss = model.cri_deg(model.net_deg(model.gt, maps), model.lq)[0]
+    else:
+        loss = model._degradation_objective()[0]
+    loss.backward()
+    assert all(p.grad is not None for p in model.net_deg.parameters())
+    return {n.split('.')[0] for n, p in model.net_g.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+@pytest.mark.parametrize('reading, mode', [('query', 'alternate'), ('encoder', 'alternate'), (None, 'joint')])
+def test_what_the_degradation_loss_reaches(tmp_path, reading, mode):
+    bidirectional = {'mode': mode} if reading is None else {'mode': mode, 'degradation_updates': reading}
+    model = build_model(model_options(tmp_path, mode, bidirectional=bidirectional))
+    model.feed_data(noisy_batch(size=16))
+    encoder = {'embed', 'encoder1', 'down1', 'encoder2', 'down2', 'encoder3'}
+    # `query` (default): the NDR and the queries only; the official joint step and our `encoder` reading also reach
+    # the encoder up to each query; never the bottleneck, the decoder or the injections.
+    want = {'ndr', 'degradation_queries'} | (set() if reading == 'query' else encoder)
+    assert _degradation_reach(model) == want
+    if mode == 'alternate':  # and exactly those are what the degradation update steps and syncs across processes
+        reach = {id(p) for p in model._degradation_reach}
+        assert reach == {id(p) for n, p in model.net_g.named_parameters() if n.split('.')[0] in want}
+
+
+@pytest.mark.parametrize('shared', [False, True])
+def test_shared_optimizer_state_decides_who_holds_the_query_path(tmp_path, shared):
+    bidirectional = {'mode': 'alternate', 'shared_optimizer_state': shared, 'degradation_updates': 'encoder'}
+    model = build_model(model_options(tmp_path, 'alternate', ema_decay=0, bidirectional=bidirectional))
+    g, batch = model.net_g, noisy_batch(size=16)
+    in_deg = {id(p) for group in model.optimizer_deg.param_groups for p in group['params']}
+    assert all((id(p) in in_deg) != shared for p in g.degradation_parameters())
+    assert all((id(p) in in_deg) != shared for p in g.query_encoder_parameters())
+    train_steps(model, batch, 1, 2)
+    atoms, latent = g.ndr.atoms, g.latent[0].attn.qkv.weight
+    # Shared: the query path is stepped by optim_g twice per iteration (both objectives); else once by each.
+    assert int(model.optimizer_g.state[atoms]['step']) == (4 if shared else 2)
+    assert int(model.optimizer_g.state[latent]['step']) == 2
+    assert (atoms in model.optimizer_deg.state) != shared
+
+
+def test_removed_and_misplaced_options_name_their_replacement(tmp_path):
+    from ndr_plugin.models.ndr_model import NDRModel
+    for key, value, message in (
+            ('degradation_iters', 2, r'degradation_iters is no longer an option: use train.bidirectional'
+                                     r'.degradation_every'),
+            ('restoration_iters', 1, r'restoration_iters is no longer an option: every iteration now performs one'),
+            ('degradation_every', 0, r'degradation_every must be a positive integer'),
+            ('degradation_updates', 'decoder', r"degradation_updates must be one of \('query', 'encoder'\)"),
+            ('shared_optimizer_state', 'yes', r'shared_optimizer_state must be true or false')):
+        opt = model_options(tmp_path, 'alternate', bidirectional={'mode': 'alternate', key: value})
+        with pytest.raises(ValueError, match=message):
+            NDRModel.check_options(opt)
+    opt = model_options(tmp_path, 'joint', bidirectional={'mode': 'joint', 'degradation_every': 2})
+    with pytest.raises(ValueError, match=r"\['degradation_every'\] apply to mode alternate only"):
+        NDRModel.check_options(opt)
 
 
 def _hand_adam(params, grads, state, lr, betas, eps, step):
@@ -180,7 +242,7 @@ def test_joint_step_equals_one_adam_over_all_parameters(tmp_path):
 
         model.feed_data(batch)
         model.optimize_parameters(step)
-        assert model.log_dict['phase'] == 2
+        assert (model.log_dict['updates_rest'], model.log_dict['updates_deg']) == (step, step)
         assert model.log_dict['l_deg'] == pytest.approx((resynthesised - batch['lq']).abs().mean().item(), rel=1e-5)
     got = list(model.net_g.parameters()) + list(model.net_deg.parameters())
     for got_p, want in zip(got, values):
@@ -242,14 +304,14 @@ def test_resume_restores_iteration_phase_lr_optimizer_and_ema_exactly(tmp_path):
     model.save(epoch=0, current_iter=3)
     assert sorted(p.name for p in (tmp_path / 'models').iterdir()) == ['net_deg_3.pth', 'net_g_3.pth']
     state = torch_load(str(tmp_path / 'training_states' / '3.state'))
-    assert state['iter'] == 3 and state['ndr']['phase_step'] == 3
+    assert state['iter'] == 3 and (state['ndr']['updates_rest'], state['ndr']['updates_deg']) == (3, 3)
 
     resumed_opt = copy.deepcopy(opt)
     resumed_opt['path']['resume_state'] = str(tmp_path / 'training_states' / '3.state')
     check_resume(resumed_opt, state['iter'])  # BasicSR's own rewrite of pretrain_network_* paths
     resumed = build_model(resumed_opt)
     resumed.resume_training(state)
-    assert resumed.schedule.step == 3 and resumed.current_phase() == 'degradation'
+    assert (resumed.rest_update_count, resumed.deg_update_count) == (3, 3)
     assert [g['lr'] for o in resumed.optimizers for g in o.param_groups] == \
         [g['lr'] for o in model.optimizers for g in o.param_groups] == [5e-4, 1e-3]
     for name in ('net_g', 'net_g_ema', 'net_deg'):
@@ -269,6 +331,15 @@ def test_resume_restores_iteration_phase_lr_optimizer_and_ema_exactly(tmp_path):
     other['path'] = resumed_opt['path']
     with pytest.raises(ValueError, match='saved with train.bidirectional.mode: alternate'):
         build_model(other).resume_training(state)
+    encoder = model_options(tmp_path, 'alternate',
+                            bidirectional={'mode': 'alternate', 'degradation_updates': 'encoder'})
+    encoder['path'] = resumed_opt['path']
+    with pytest.raises(ValueError, match='saved with train.bidirectional.degradation_updates: query'):
+        build_model(encoder).resume_training(state)
+    # States saved when alternate mode alternated whole iterations are refused; joint/off ones resume.
+    old = dict(state, ndr={'mode': 'alternate', 'phase_step': 3, 'nonfinite_streak': 0, 'nonfinite_total': 0})
+    with pytest.raises(ValueError, match='alternated whole iterations .*Start a new run from its weights'):
+        build_model(copy.deepcopy(resumed_opt)).resume_training(old)
 
 
 def test_checkpoint_writes_are_atomic(tmp_path):
@@ -319,14 +390,17 @@ def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, basicsr_log):
     poisoned = dict(batch, lq=batch['lq'].clone())
     poisoned['lq'][0, 0, 3, 3] = float('nan')
     g0, deg0, ema0 = snapshot(model.net_g), snapshot(model.net_deg), snapshot(model.net_g_ema)
-    train_steps(model, poisoned, 1, 1)
+    model.max_nonfinite_steps = 3
+    train_steps(model, poisoned, 1, 1)  # both updates of the iteration are skipped
     assert 'Iteration 1 (restoration phase): non-finite loss' in basicsr_log.text
+    assert 'Iteration 1 (degradation phase): non-finite loss' in basicsr_log.text
     assert not changed(g0, model.net_g) and not changed(deg0, model.net_deg) and not changed(ema0, model.net_g_ema)
-    assert model.log_dict['nonfinite_skips'] == 1
-    train_steps(model, batch, 2, 2)  # a good step resets the streak
+    assert model.log_dict['nonfinite_skips'] == 2 and model.log_dict['updates_rest'] == 0
+    train_steps(model, batch, 2, 2)  # a good update resets the streak
     assert changed(deg0, model.net_deg) and model.nonfinite_streak == 0
+    assert (model.log_dict['updates_rest'], model.log_dict['updates_deg']) == (1, 1)
     train_steps(model, poisoned, 3, 3)
-    with pytest.raises(RuntimeError, match=r'Stopping at iteration 4 \(degradation phase\): 2 non-finite'):
+    with pytest.raises(RuntimeError, match=r'Stopping at iteration 4 \(restoration phase\): 3 non-finite'):
         train_steps(model, poisoned, 4, 4)
 
 
@@ -431,8 +505,8 @@ def test_train_and_auto_resume_through_the_entry_point(tmp_path, subprocess_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'ndr_entry'
     log = next(exp.glob('train_*.log')).read_text()
-    for needle in ('l_rest:', 'l_deg:', 'lr_g:', 'lr_deg:', 'phase:', 'atom_entropy:', 'Validation val_a',
-                   'Validation val_b', 'Validation average'):
+    for needle in ('l_rest:', 'l_deg:', 'lr_g:', 'lr_deg:', 'updates_rest:', 'updates_deg:', 'atom_entropy:',
+                   'Validation val_a', 'Validation val_b', 'Validation average'):
         assert needle in log, f'{needle!r} missing from the training log'
     models = {p.name for p in (exp / 'models').iterdir()}
     assert {'net_g_4.pth', 'net_deg_4.pth', 'net_g_latest.pth', 'net_deg_latest.pth'} <= models
@@ -448,4 +522,4 @@ def test_train_and_auto_resume_through_the_entry_point(tmp_path, subprocess_env)
     resumed_log = logs[-1].read_text() if len(logs) > 1 else log
     assert 'Resuming training from epoch: ' in resumed_log and 'iter: 4.' in resumed_log
     assert (exp / 'models' / 'net_deg_6.pth').is_file() and (exp / 'training_states' / '6.state').is_file()
-    assert torch_load(str(exp / 'training_states' / '6.state'))['ndr']['phase_step'] == 6
+    assert torch_load(str(exp / 'training_states' / '6.state'))['ndr']['updates_rest'] == 6

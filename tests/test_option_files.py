@@ -15,6 +15,7 @@ import ndr_plugin  # noqa: F401
 from basicsr.archs import build_network
 from ndr_plugin import train as ndr_train
 from ndr_plugin.options import load_option_file
+from ndr_plugin.reproduce.option_files import TINY_NETWORKS
 from tiny_data import noisy_pairs, write_paired_lmdb
 
 OPTIONS = Path(__file__).resolve().parents[1] / 'options'
@@ -22,11 +23,7 @@ OPTION_FILES = sorted(p for p in OPTIONS.rglob('*.yml'))
 # The one-iteration runs use small versions of each network type (the real sizes are built, not run, by
 # test_option_file_networks_build_at_their_real_size): a paper-size iteration takes minutes on 2 cores.
 SMALL_NETWORKS = {
-    'NDRNet': {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 1, 1, 1],
-               'num_atoms': 8, 'atom_dim': 16, 'degradation_dim': 8, 'cp_rank': 4},
-    'NDRDegradationNet': {'dim': 8, 'degradation_dim': 8, 'cp_rank': 4},
-    'PromptIR': {'dim': 8, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 1, 1, 1],
-                 'prompt_dims': [8, 16, 32], 'prompt_sizes': [16, 8, 4]},
+    **TINY_NETWORKS,  # the sizes ndr-reproduce --tiny runs
     'SwinIR': {'depths': [1], 'embed_dim': 12, 'num_heads': [1], 'img_size': 32},
     'RRDBNet': {'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4},
     'RIDNet': {'mid_channels': 16},
@@ -102,7 +99,8 @@ def test_option_file_networks_build_at_their_real_size(path):
     opt = load_option_file(str(path))
     for key in [k for k in opt if k.startswith('network_')]:
         net = build_network(dict(opt[key]))
-        if opt[key]['type'] == 'NDRNet' and opt[key].get('dim') == 48 and opt[key].get('use_ndr', True):
+        if opt[key]['type'] == 'NDRNet' and opt[key].get('dim') == 48 and opt[key].get('use_ndr', True) \
+                and opt[key].get('ndr_dictionary', True) and opt[key].get('injection', 'cp') == 'cp':
             assert sum(p.numel() for p in net.parameters()) == 27_330_315
         if opt[key]['type'] == 'NDRDegradationNet' and opt[key].get('dim') == 48:
             assert sum(p.numel() for p in net.parameters()) == 9_632_169

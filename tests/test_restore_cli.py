@@ -30,7 +30,9 @@ def model_files(tmp_path_factory):
     torch.save({'params': NDRNet(**TINY_NDR).state_dict()}, folder / 'net_g.pth')
     lines = ['network_g:', '  type: NDRNet'] + [f'  {key}: {value}' for key, value in TINY_NDR.items()]
     (folder / 'tiny.yml').write_text('\n'.join(lines) + '\n')
-    return ['--weights', str(folder / 'net_g.pth'), '--opt', str(folder / 'tiny.yml'), '--device', 'cpu']
+    # fp32: these tests compare the CLI's files bit for bit with Restorer's default (fp32) output.
+    return ['--weights', str(folder / 'net_g.pth'), '--opt', str(folder / 'tiny.yml'), '--device', 'cpu',
+            '--precision', 'fp32']
 
 
 def _save_with_orientation(path, rgb: np.ndarray, orientation: int, **kwargs) -> None:

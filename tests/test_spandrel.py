@@ -32,10 +32,12 @@ def _same_output(descriptor, weights) -> float:
     return (descriptor(x) - Restorer(weights).restore_tensor(x)).abs().max().item()
 
 
-@pytest.mark.parametrize('net_class, options', [(NDRNet, TINY_NDR), (NDRNet, dict(TINY_NDR, use_ndr=False)),
-                                                (PromptIR, TINY_PROMPTIR), (PromptIR, dict(TINY_PROMPTIR,
-                                                                                           decoder=False))],
-                         ids=['ndrnet', 'ndrnet-no-ndr', 'promptir', 'promptir-no-decoder'])
+@pytest.mark.parametrize('net_class, options', [
+    (NDRNet, TINY_NDR), (NDRNet, dict(TINY_NDR, use_ndr=False)), (NDRNet, dict(TINY_NDR, ndr_dictionary=False)),
+    (NDRNet, dict(TINY_NDR, injection='concat')), (PromptIR, TINY_PROMPTIR),
+    (PromptIR, dict(TINY_PROMPTIR, decoder=False))],
+    ids=['ndrnet', 'ndrnet-no-ndr', 'ndrnet-no-dictionary', 'ndrnet-concat-injection', 'promptir',
+         'promptir-no-decoder'])
 def test_basicsr_checkpoint_is_recognised(tmp_path, net_class, options):
     torch.manual_seed(0)
     ema = net_class(**options)
@@ -45,7 +47,7 @@ def test_basicsr_checkpoint_is_recognised(tmp_path, net_class, options):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         descriptor = spandrel.ModelLoader().load_from_file(path)
-    expect_warning = options.get('use_ndr', net_class is NDRNet)  # legacy_residuals exists only with the NDR
+    expect_warning = net_class is NDRNet  # legacy_residuals (also the global residual without the NDR)
     assert sum('legacy_residuals leaves no trace' in str(w.message) for w in caught) == expect_warning
     assert isinstance(descriptor, spandrel.ImageModelDescriptor)
     assert (descriptor.scale, descriptor.input_channels, descriptor.purpose) == (1, 3, 'Restoration')
@@ -54,6 +56,8 @@ def test_basicsr_checkpoint_is_recognised(tmp_path, net_class, options):
         ema.state_dict())
     assert {key: read[key] for key in options if key in read} == {k: v for k, v in options.items() if k in read}
     assert set(options) - set(read) <= UNUSED_WITHOUT_NDR_OR_PROMPTS
+    assert read.get('ndr_dictionary', True) == options.get('ndr_dictionary', True)
+    assert read.get('injection', 'cp') == options.get('injection', 'cp')
     torch.testing.assert_close(descriptor.model.state_dict(), ema.state_dict())  # params_ema, as our loader
     assert _same_output(descriptor, path) < TOLERANCE
 

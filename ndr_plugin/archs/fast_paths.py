@@ -64,8 +64,10 @@ def preferred_layout(x: torch.Tensor) -> torch.Tensor:
 
 def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """1x1 convolution. For channels-last float32 CPU tensors it calls oneDNN directly, because PyTorch otherwise
-    picks its slower generic kernel for single-threaded 1x1 convolutions."""
+    picks its slower generic kernel for single-threaded 1x1 convolutions. Not under autocast, which only casts the
+    operators it knows (F.conv2d, not the direct oneDNN call)."""
     if _channels_last_path(x) and x.device.type == 'cpu' and x.dtype == torch.float32 and \
+            not torch.is_autocast_enabled('cpu') and \
             torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         return torch.mkldnn_convolution(x, weight, bias, (0, 0), (1, 1), (1, 1), 1)
     return F.conv2d(x, weight, bias)
@@ -102,10 +104,11 @@ def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 def channel_cosine_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between the channels of q and k (B, heads, head_dim, HW): L2-normalised q @ k^T.
 
-    Fast path (float32): divide the small (head_dim x head_dim) product by the norms instead of normalising the two
-    large (head_dim x HW) operands. Reduced precision normalises first, as the official code, to keep q @ k^T in range.
+    Fast path (float32, bfloat16): divide the small (head_dim x head_dim) product by the norms instead of normalising
+    the two large (head_dim x HW) operands (in bfloat16 on the CPU, F.normalize's vector norm was a sixth of the whole
+    forward). float16 normalises first, as the official code, to keep q @ k^T within its range; bfloat16 has float32's.
     """
-    if not _fast_paths_enabled or q.dtype != torch.float32:
+    if not _fast_paths_enabled or q.dtype == torch.float16:
         return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
     q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
     k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)

@@ -17,10 +17,11 @@ from torch.nn import functional as F
 from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
 from ndr_plugin.archs.fast_paths import PointwiseConv2d, preferred_layout
 from ndr_plugin.archs.ndr_modules import DegradationInjection
+from ndr_plugin.archs.recompute import RecomputableBlock, check_flag, set_block_recompute
 from ndr_plugin.archs.restormer_blocks import Downsample, Upsample
 
 
-class ResidualDoubleConv(nn.Module):
+class ResidualDoubleConv(RecomputableBlock):
     """x + ReLU(conv3x3(ReLU(conv3x3(x)))), convolutions with biases.
 
     Args:
@@ -32,7 +33,7 @@ class ResidualDoubleConv(nn.Module):
         self.conv1 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def block_forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + F.relu(self.conv2(F.relu(self.conv1(x), inplace=True)), inplace=True)
 
 
@@ -54,13 +55,15 @@ class NDRDegradationNet(nn.Module):
         attention_reduction (int): Channel-attention squeeze factor. Default: 16.
         legacy_residuals (bool): Injection residuals of the official code before commit 7c0bd21 (CP gate x + x*T,
             injection f*x + g + x). Default: False.
+        checkpoint_blocks (bool): Recompute the double-conv blocks in the backward instead of storing their
+            activations (ours; :mod:`ndr_plugin.archs.recompute`). Default: False.
     """
 
     pad_multiple = 8
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, dim: int = 48, degradation_dim: int = 64,
                  cp_rank: int = 16, num_refinement_blocks: int = 1, attention_reduction: int = 16,
-                 legacy_residuals: bool = False) -> None:
+                 legacy_residuals: bool = False, checkpoint_blocks: bool = False) -> None:
         super().__init__()
         if in_channels != out_channels:
             raise ValueError('NDRDegradationNet adds its input to its output, so in_channels and out_channels must '
@@ -97,6 +100,7 @@ class NDRDegradationNet(nn.Module):
         # Refinement and output
         self.refinement = ResidualGroup(dims[1], num_refinement_blocks, squeeze_factor=attention_reduction)
         self.output = nn.Conv2d(dims[1], out_channels, kernel_size=3, padding=1)
+        set_block_recompute(self, check_flag(checkpoint_blocks, 'NDRDegradationNet'))
 
     def _check_maps(self, maps: Sequence[torch.Tensor], padded: torch.Tensor) -> None:
         if not isinstance(maps, (list, tuple)) or len(maps) != 3:

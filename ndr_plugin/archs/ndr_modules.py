@@ -46,19 +46,27 @@ class DegradationQuery(nn.Module):
         in_channels (int): Channels of the encoder feature.
         degradation_dim (int): Channels of the degradation map. Default: 64.
         atom_dim (int): Length of the NDR atoms. Default: 128.
+        use_dictionary (bool): False is our "no dictionary" ablation: the per-pixel query itself goes through the
+            two projections, no atom is attended to (no temperature, no atom weights). Default: True.
     """
 
-    def __init__(self, in_channels: int, degradation_dim: int = 64, atom_dim: int = 128) -> None:
+    def __init__(self, in_channels: int, degradation_dim: int = 64, atom_dim: int = 128,
+                 use_dictionary: bool = True) -> None:
         super().__init__()
+        self.use_dictionary = use_dictionary
         self.mapping = nn.Conv2d(in_channels, degradation_dim, kernel_size=3, padding=1, bias=False)
         self.to_query = PointwiseConv2d(degradation_dim, atom_dim)
-        self.temperature = nn.Parameter(torch.ones(1))
+        if use_dictionary:
+            self.temperature = nn.Parameter(torch.ones(1))
         self.project_atoms = PointwiseConv2d(atom_dim, degradation_dim)
         self.project_out = PointwiseConv2d(degradation_dim, degradation_dim)
 
-    def forward(self, feature: torch.Tensor, atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the degradation map (B, degradation_dim, H, W) and the atom weights (B, num_atoms, H, W)."""
+    def forward(self, feature: torch.Tensor, atoms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the degradation map (B, degradation_dim, H, W) and the atom weights (B, num_atoms, H, W), or None
+        without the dictionary."""
         query = self.to_query(self.mapping(feature))
+        if not self.use_dictionary:
+            return self.project_out(self.project_atoms(query)), None
         represented, atom_weights = query_atoms(query, atoms, self.temperature)
         return self.project_out(self.project_atoms(represented)), atom_weights
 
@@ -130,3 +138,23 @@ class DegradationInjection(nn.Module):
         modulation = self.map_gate(self.map_conv(degradation_map))
         out = torch.addcmul(self.shift(modulation), self.scale(modulation), self.feature_gate(feature))
         return out + feature if self.legacy_residuals else out
+
+
+class ConcatInjection(nn.Module):
+    """Our "no CP injection" ablation of DI: the degradation map is concatenated to the feature and fused by a 1x1
+    conv (out = W [feature, map]), where DI modulates the CP-gated feature with scale and shift maps.
+
+    Args:
+        channels (int): Channels of the feature.
+        degradation_dim (int): Channels of the degradation map. Default: 64.
+        residual (bool): Add the input feature to the output, as DI does with ``legacy_residuals``. Default: False.
+    """
+
+    def __init__(self, channels: int, degradation_dim: int = 64, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        self.fuse = PointwiseConv2d(channels + degradation_dim, channels)
+
+    def forward(self, feature: torch.Tensor, degradation_map: torch.Tensor) -> torch.Tensor:
+        out = self.fuse(torch.cat([feature, degradation_map], dim=1))
+        return out + feature if self.residual else out

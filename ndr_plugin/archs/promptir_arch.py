@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ndr_plugin.archs.arch_utils import check_image, pad_to_multiple
+from ndr_plugin.archs.recompute import check_flag, set_block_recompute
 from ndr_plugin.archs.restormer_blocks import Downsample, TransformerBlock, Upsample, transformer_stage
 
 
@@ -126,6 +127,8 @@ class PromptIR(nn.Module):
         prompt_sizes (Sequence[int]): Height and width of the learned prompt components, same order.
             Default: (64, 32, 16).
         prompt_len (int): Number of prompt components per block. Default: 5.
+        checkpoint_blocks (bool): Recompute the transformer blocks in the backward instead of storing their
+            activations (ours; :mod:`ndr_plugin.archs.recompute`). Default: False.
     """
 
     pad_multiple = 8
@@ -135,7 +138,7 @@ class PromptIR(nn.Module):
                  heads: Sequence[int] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, bias: bool = False,
                  LayerNorm_type: str = 'WithBias', decoder: bool = True,  # noqa: N803  (official option name)
                  prompt_dims: Sequence[int] = (64, 128, 320), prompt_sizes: Sequence[int] = (64, 32, 16),
-                 prompt_len: int = 5) -> None:
+                 prompt_len: int = 5, checkpoint_blocks: bool = False) -> None:
         super().__init__()
         dims = [dim, dim * 2, dim * 4, dim * 8]
         self._check_options(inp_channels, out_channels, num_blocks, heads, LayerNorm_type, decoder, prompt_dims,
@@ -178,6 +181,7 @@ class PromptIR(nn.Module):
         # Refinement and output
         self.refinement = stage(dims[1], num_refinement_blocks, heads[0])
         self.output = nn.Conv2d(dims[1], out_channels, kernel_size=3, padding=1, bias=bias)
+        set_block_recompute(self, check_flag(checkpoint_blocks, 'PromptIR'))
 
     @staticmethod
     def _check_options(inp_channels: int, out_channels: int, num_blocks: Sequence[int], heads: Sequence[int],

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ndr_plugin.archs.fast_paths import (PointwiseConv2d, attend_and_project, channel_cosine_similarity,
                                          channel_layer_norm, gated_branches)
+from ndr_plugin.archs.recompute import RecomputableBlock
 
 if TYPE_CHECKING:
     from ndr_plugin.archs.image_statistics import ImageStatistics
@@ -100,8 +101,10 @@ class GDFN(nn.Module):
         return self.project_out(F.gelu(gate).mul_(value))
 
 
-class TransformerBlock(nn.Module):
+class TransformerBlock(RecomputableBlock):
     """Restormer transformer block: x + MDTA(LN(x)), then x + GDFN(LN(x)).
+
+    Recomputed in the backward when its network is built with ``checkpoint_blocks`` (:mod:`ndr_plugin.archs.recompute`).
 
     Args:
         dim (int): Channel number.
@@ -117,7 +120,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm2d(dim)
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def block_forward(self, x: torch.Tensor) -> torch.Tensor:
         # In-place residual additions: fewer fresh activation buffers (each costs page faults on CPU); addition
         # needs neither operand for its gradient, so autograd is unaffected.
         x = self.attn(self.norm1(x)).add_(x)

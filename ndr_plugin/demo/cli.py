@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='ndr (default), or a baseline trained on the same data: no_ndr (the NDRNet backbone '
                              'without NDR), promptir (a tiny PromptIR)')
     parser.add_argument('--name', default=None, help='experiment and results name (default ndr_demo[_MODEL])')
-    parser.add_argument('--iters', type=int, default=1200, help='training iterations (default 1200)')
+    parser.add_argument('--iters', type=int, default=600, help='training iterations (default 600)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--data-root', default='datasets/ndr_demo', help='where the demo LMDBs are built')
     parser.add_argument('--real-data', metavar='DIR', default=None,

@@ -1,7 +1,8 @@
 """The demo's networks and the BasicSR option files it trains and tests with.
 
 The tiny networks and the training settings are ours, sized so that every degradation improves on a CPU within the
-demo's time; the training scheme itself (NDRModel, bidirectional mode ``alternate``) is the paper's.
+demo's time. The training scheme is NDRModel's ``alternate`` mode (our reading of the paper): each iteration performs
+a restoration update and a degradation update.
 """
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ TINY_NDRNET = {
     'legacy_residuals': True, 'zero_init_output': True,
 }
 TINY_DEGRADATION_NET = {'type': 'NDRDegradationNet', 'dim': 16, 'degradation_dim': 16, 'cp_rank': 4}
-# Baselines trained on the same demo data with the same schedule (restoration loss only), for ndr-compare.
+# Baselines trained on the same demo data with the same schedule (restoration loss only), for ndr-compare. Each
+# differs from the NDR demo only in what it ablates: the no-NDR network keeps the backbone options (legacy_residuals,
+# here only the global input residual, and zero_init_output); PromptIR has neither option (its output always adds
+# the input).
 BASELINES = {
-    'no_ndr': {k: v for k, v in TINY_NDRNET.items() if k not in ('num_atoms', 'atom_dim', 'degradation_dim',
-                                                                  'cp_rank', 'legacy_residuals', 'zero_init_output')}
+    'no_ndr': {k: v for k, v in TINY_NDRNET.items() if k not in ('num_atoms', 'atom_dim', 'degradation_dim', 'cp_rank')}
     | {'use_ndr': False},
     'promptir': {'type': 'PromptIR', 'dim': 16, 'num_blocks': [1, 1, 1, 2], 'num_refinement_blocks': 1,
                  'heads': [1, 1, 2, 2], 'ffn_expansion_factor': 2.0, 'prompt_dims': [16, 32, 64],
@@ -69,7 +72,7 @@ def train_sources(data_root: Path) -> list[dict[str, Any]]:
 
 
 def train_schedule(iters: int) -> dict[str, Any]:
-    """The ``train`` section for NDR: Adam on both networks, cosine decay over ``iters``, the paper's alternation."""
+    """The ``train`` section for NDR: Adam on both networks, cosine decay over ``iters``, ``alternate`` mode."""
     def adam() -> dict[str, Any]:  # a fresh dict each time: a shared one would be written as a YAML alias
         return {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.999]}
 
@@ -82,7 +85,7 @@ def train_schedule(iters: int) -> dict[str, Any]:
         'total_iter': iters, 'warmup_iter': -1,
         'pixel_opt': dict(PIXEL_LOSS),
         'degradation_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
-        'bidirectional': {'mode': 'alternate', 'restoration_iters': 1, 'degradation_iters': 1},
+        'bidirectional': {'mode': 'alternate', 'degradation_every': 1},
     }
 
 

@@ -1,10 +1,10 @@
 """The pieces of NDR-Restore's bidirectional training (restoration and degradation) that NDRModel assembles.
 
-* Phases (:data:`RESTORATION`, :data:`DEGRADATION`, :data:`JOINT`) and the ``train.bidirectional.mode`` names
-  (:data:`MODES`): ``alternate`` follows the paper's abstract (the two processes optimised "alternately"; the period
-  and the parameters of each phase are ours), ``joint`` the official code's single step, ``off`` is ours (ablation).
-* :class:`BidirectionalSettings`: the ``train.bidirectional`` options, checked.
-* :class:`PhaseSchedule`: which phase an alternate-mode step runs, and where a resumed run is in the cycle.
+* Update names (:data:`RESTORATION`, :data:`DEGRADATION`, :data:`JOINT`) and the ``train.bidirectional.mode`` names
+  (:data:`MODES`): ``alternate`` is our reading of the paper's abstract (the two processes optimised "alternately";
+  the ratio and what each update reaches are ours, and named options), ``joint`` the official code's single step,
+  ``off`` is ours (ablation).
+* :class:`BidirectionalSettings`: the ``train.bidirectional`` options, checked; the one place they are checked.
 * :class:`Objective`: one option entry (a loss dict or a list of them) as one summed, logged loss.
 * :func:`atom_usage_entropy`: a log value (ours) that shows whether the NDR's atoms are all in use.
 """
@@ -19,29 +19,60 @@ from basicsr.losses import build_loss
 from torch import nn
 
 RESTORATION, DEGRADATION, JOINT = 'restoration', 'degradation', 'joint'
-# Numeric phase ids for the log: BasicSR's MessageLogger formats every logged value as a number.
-PHASE_IDS = {RESTORATION: 0, DEGRADATION: 1, JOINT: 2}
 MODES = ('alternate', 'joint', 'off')
-BIDIRECTIONAL_KEYS = ('mode', 'restoration_iters', 'degradation_iters', 'joint_degradation_weight', 'grad_clip')
+DEGRADATION_UPDATES = ('query', 'encoder')
+BIDIRECTIONAL_KEYS = ('mode', 'degradation_every', 'degradation_updates', 'shared_optimizer_state',
+                      'joint_degradation_weight', 'grad_clip')
+# Options of alternate mode only: in joint mode the one official step fixes what each loss reaches and steps one update.
+ALTERNATE_KEYS = ('degradation_every', 'degradation_updates', 'shared_optimizer_state')
+# Version of the ``ndr`` entry of training states: 2 counts updates per iteration (1 alternated whole iterations).
+STATE_VERSION = 2
+# Keys that changed meaning when every mode became one restoration update per iteration: their replacement.
+REMOVED_KEYS = {
+    'restoration_iters': 'every iteration now performs one restoration update in every mode (so total_iter, the '
+                         'scheduler and checkpoints mean the same for NDR and every baseline); remove the key',
+    'degradation_iters': 'use train.bidirectional.degradation_every: N (one degradation update every N iterations, '
+                         'next to that iteration\'s restoration update)',
+}
 
 
 @dataclass(frozen=True)
 class BidirectionalSettings:
-    """``train.bidirectional``, checked once: by the option check before anything is built, and by NDRModel."""
+    """``train.bidirectional``, checked once: by the option check before anything is built, and by NDRModel.
+
+    Every choice here beyond ``mode: joint`` is ours (the paper's abstract says only "alternately"):
+
+    * ``degradation_every``: in ``alternate``, one degradation update every N iterations, after that iteration's
+      restoration update (as BasicSR's GAN models update net_g and net_d in one iteration). Default 1.
+    * ``degradation_updates``: what the degradation loss may update in ``alternate``: ``query`` (NDR + degradation
+      queries, the encoder features detached) or ``encoder`` (also the restoration encoder up to each query, as the
+      official joint step lets it). Default ``query``.
+    * ``shared_optimizer_state``: in ``alternate``, the NDRNet parameters the degradation loss updates keep one Adam
+      state for both objectives (``true``: stepped by ``optim_g``) or one per objective (``false``: also held by
+      ``optim_deg``, each objective's gradient scale normalised on its own). Default ``false``.
+    """
     mode: str = 'alternate'
-    restoration_iters: int = 1
-    degradation_iters: int = 1
+    degradation_every: int = 1
+    degradation_updates: str = 'query'
+    shared_optimizer_state: bool = False
     joint_degradation_weight: float = 1.0
     grad_clip: float | None = 10
 
     @classmethod
     def from_options(cls, options: Mapping | None) -> BidirectionalSettings:
         options = dict(options or {})
+        for key, replacement in REMOVED_KEYS.items():
+            if key in options:
+                raise ValueError(f'train.bidirectional.{key} is no longer an option: {replacement}.')
         unknown = set(options) - set(BIDIRECTIONAL_KEYS)
         if unknown:
             raise ValueError(f'train.bidirectional: unknown keys {sorted(unknown)}; known: {list(BIDIRECTIONAL_KEYS)}')
         if options.get('mode') is False:  # YAML 1.1 reads a bare `off` as false
             options['mode'] = 'off'
+        misplaced = [key for key in ALTERNATE_KEYS if key in options]
+        if misplaced and options.get('mode', cls.mode) != 'alternate':
+            raise ValueError(f'train.bidirectional: {misplaced} apply to mode alternate only, this file sets mode '
+                             f'{options["mode"]}; remove them')
         settings = cls(**options)
         settings._check()
         return settings
@@ -49,16 +80,52 @@ class BidirectionalSettings:
     def _check(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f'train.bidirectional.mode must be one of {MODES}, got {self.mode!r}')
-        for key in ('restoration_iters', 'degradation_iters'):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f'train.bidirectional.{key} must be a positive integer, got {value!r}')
+        every = self.degradation_every
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f'train.bidirectional.degradation_every must be a positive integer, got {every!r}')
+        if self.degradation_updates not in DEGRADATION_UPDATES:
+            raise ValueError(f'train.bidirectional.degradation_updates must be one of {DEGRADATION_UPDATES}, got '
+                             f'{self.degradation_updates!r}')
+        if not isinstance(self.shared_optimizer_state, bool):
+            raise ValueError('train.bidirectional.shared_optimizer_state must be true or false, got '
+                             f'{self.shared_optimizer_state!r}')
         weight = self.joint_degradation_weight
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight) or weight < 0:
             raise ValueError(f'train.bidirectional.joint_degradation_weight must be a number >= 0, got {weight!r}')
         clip = self.grad_clip
         if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0):
             raise ValueError(f'train.bidirectional.grad_clip must be a number >= 0 or ~, got {clip!r}')
+
+    def degradation_due(self, current_iter: int) -> bool:
+        """Whether iteration ``current_iter`` (1-based, BasicSR's count) performs a degradation update."""
+        if self.mode == 'joint':
+            return True
+        return self.mode == 'alternate' and current_iter % self.degradation_every == 0
+
+
+def check_resumable(saved: Mapping, settings: BidirectionalSettings) -> None:
+    """A clear error where the ``ndr`` entry of a training state cannot continue under these settings.
+
+    States saved before :data:`STATE_VERSION` 2 by alternate mode alternated whole iterations, so their iteration
+    count, schedulers and optimizer states mean something else: refused. Joint and off states resume (they already
+    performed one restoration update per iteration).
+    """
+    mode = settings.mode
+    if saved.get('mode', mode) != mode:
+        raise ValueError(f"The training state was saved with train.bidirectional.mode: {saved['mode']}, this run "
+                         f'uses {mode}; their optimizers hold different parameters. Resume with the same mode '
+                         'or start a new run from the weights (path.pretrain_network_g / _deg).')
+    if mode == 'alternate' and saved.get('version', 1) < STATE_VERSION:
+        raise ValueError('The training state was saved by an alternate-mode run that alternated whole iterations '
+                         '(train.bidirectional.restoration_iters / degradation_iters): its iteration count, scheduler '
+                         'and optimizer states do not mean the same as now (one restoration update per iteration). '
+                         'Start a new run from its weights (path.pretrain_network_g / pretrain_network_deg).')
+    for key in ('degradation_updates', 'shared_optimizer_state'):
+        now = getattr(settings, key)
+        if key in saved and saved[key] != now:
+            raise ValueError(f'The training state was saved with train.bidirectional.{key}: {saved[key]}, this '
+                             f'run uses {now}; the optimizers hold different parameters. Resume with the same value '
+                             'or start a new run from the weights.')
 
 
 class Objective(nn.Module):
@@ -114,28 +181,6 @@ def _as_tensor(value: torch.Tensor | tuple) -> torch.Tensor:
         parts = [v for v in value if v is not None]
         return sum(parts[1:], parts[0])
     return value
-
-
-class PhaseSchedule:
-    """Alternation of the restoration and degradation phases, counted in training steps.
-
-    A cycle is ``restoration_iters`` restoration steps followed by ``degradation_iters`` degradation steps. ``step`` is
-    the number of steps taken so far; it is saved in the training state, so a resumed run continues mid-cycle.
-    """
-
-    def __init__(self, restoration_iters: int, degradation_iters: int) -> None:
-        for key, value in (('restoration_iters', restoration_iters), ('degradation_iters', degradation_iters)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f'train.bidirectional.{key} must be a positive integer, got {value!r}')
-        self.restoration_iters = restoration_iters
-        self.cycle = restoration_iters + degradation_iters
-        self.step = 0
-
-    def current(self) -> str:
-        return RESTORATION if self.step % self.cycle < self.restoration_iters else DEGRADATION
-
-    def advance(self) -> None:
-        self.step += 1
 
 
 def atom_usage_entropy(atom_weights: Sequence[torch.Tensor]) -> torch.Tensor:

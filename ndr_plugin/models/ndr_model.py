@@ -2,24 +2,30 @@
 
 Two networks: ``network_g`` (NDRNet, the restorer, the only one needed at test time) and ``network_deg``
 (NDRDegradationNet, which re-synthesises the degraded input from the clean image and NDRNet's degradation maps and so
-teaches the NDR what degradations look like). ``train.bidirectional.mode`` picks the optimisation:
+teaches the NDR what degradations look like). Every training iteration performs exactly one restoration update in
+every mode, so ``total_iter``, the schedulers, validation and checkpoints mean the same for NDR, its ablations and every
+baseline. ``train.bidirectional.mode`` picks the optimisation:
 
-* ``alternate`` (the paper's description): restoration steps update NDRNet with the restoration loss; degradation steps
-  update NDRDegradationNet together with NDRNet's NDR and query path (``net_g.degradation_parameters()``) with the
-  degradation loss between ``net_deg(gt, maps(lq))`` and ``lq``, maps from ``query_degradation(lq,
-  detach_features=True)``, so the rest of NDRNet is untouched. The NDR/query parameters sit in both optimizers, each
-  with its own Adam moments: each objective's gradient scale is normalised on its own, as two interleaved Adam runs.
-* ``joint`` (the official code, ``models/NDR_model.py``): one step on ``w_deg * L_deg + L_rest`` with the maps not
+* ``alternate`` (our reading of the paper's "alternately"): each iteration performs a restoration update (NDRNet,
+  restoration loss, ``optim_g``), then, every ``degradation_every`` iterations, a degradation update (as BasicSR's GAN
+  models update net_g and net_d in one iteration): the degradation loss between ``net_deg(gt, maps(lq))`` and ``lq``
+  updates NDRDegradationNet and NDRNet's NDR and query path (``degradation_updates: query``; the encoder features are
+  detached) or also the encoder up to each query (``encoder``). Those NDRNet parameters keep one Adam state per
+  objective (also held by ``optim_deg``) or share ``optim_g``'s (``shared_optimizer_state``). All of this is ours.
+* ``joint`` (the official code, ``models/NDR_model.py``): one update on ``w_deg * L_deg + L_rest`` with the maps not
   detached, one gradient-norm clip over all parameters, both optimizers stepped. ``optim_deg`` then holds only the
   NDRDegradationNet parameters, so with equal optimizer settings this is exactly the official single Adam.
 * ``off``: restoration only (ablation; also any network_g without degradation maps, e.g. a zoo baseline).
 
+The log carries ``updates_rest`` and ``updates_deg``, the updates performed so far (saved in the training state).
+
 Losses: ``train.pixel_opt`` (restoration) and ``train.degradation_opt`` are each one BasicSR loss dict or a list of
 them (summed), e.g. ``[{type: L1Loss}, {type: FrequencyLoss, loss_weight: 0.1}]``.
 
-Pieces kept beside this file: ``bidirectional.py`` (phases, schedule, objectives), ``distributed.py`` (gradient sync
+Pieces kept beside this file: ``bidirectional.py`` (settings, objectives), ``distributed.py`` (gradient sync
 DDP does not do for the degradation phase), ``checkpointing.py`` (atomic saves, safe loads; the training state also
-holds the phase position and the non-finite counters), ``validation.py`` (per-dataset validation, tiling).
+holds the update counts and the non-finite counters), ``validation.py`` (per-dataset validation, tiling),
+``mixed_precision.py`` (``train.amp: bf16 | fp16 | false``: autocast, fp16 loss scaling, its saved state).
 """
 from __future__ import annotations
 
@@ -38,17 +44,19 @@ from tqdm import tqdm
 from ndr_plugin.models.bidirectional import (
     DEGRADATION,
     JOINT,
-    PHASE_IDS,
     RESTORATION,
+    STATE_VERSION,
     BidirectionalSettings,
     Objective,
-    PhaseSchedule,
     atom_usage_entropy,
+    check_resumable,
 )
 from ndr_plugin.models.checkpointing import SafeCheckpointIO
 from ndr_plugin.models.distributed import any_rank_true, average_gradients, parameters_with_grad
+from ndr_plugin.models.mixed_precision import MixedPrecision
 from ndr_plugin.models.validation import MultiDatasetValidation, parse_tile
 
+GRAD_NORM_KEYS = {RESTORATION: 'grad_norm_rest', DEGRADATION: 'grad_norm_deg', JOINT: 'grad_norm'}
 OPTIMIZERS = {'Adam': torch.optim.Adam, 'AdamW': torch.optim.AdamW, 'SGD': torch.optim.SGD}
 
 
@@ -67,6 +75,8 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         self._parse_bidirectional(train_opt.get('bidirectional') or {})
         self.max_nonfinite_steps = int(train_opt.get('max_nonfinite_steps', 5))
         self.nonfinite_streak, self.nonfinite_total = 0, 0
+        self.amp = MixedPrecision(train_opt.get('amp', False), self.device)  # train.amp: mixed_precision.py
+        self.amp_overflow_total = 0
         self._last_log: OrderedDict[str, float] = OrderedDict()
         self._degradation_l1: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
@@ -106,15 +116,16 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
 
     @classmethod
     def check_options(cls, opt: dict) -> None:
-        """Option errors found before BasicSR builds anything (called by :func:`ndr_plugin.options.check_option_file`)."""
+        """Option errors found before BasicSR builds anything (called by
+        :func:`ndr_plugin.options.check_option_file`); :class:`BidirectionalSettings` is where they are checked."""
         BidirectionalSettings.from_options((opt.get('train') or {}).get('bidirectional'))
 
     def _parse_bidirectional(self, options: dict) -> None:
-        settings = BidirectionalSettings.from_options(options)
-        self.mode = settings.mode
-        self.schedule = PhaseSchedule(settings.restoration_iters, settings.degradation_iters)
-        self.joint_degradation_weight = float(settings.joint_degradation_weight)
-        self.grad_clip = settings.grad_clip
+        self.settings = BidirectionalSettings.from_options(options)
+        self.mode = self.settings.mode
+        self.joint_degradation_weight = float(self.settings.joint_degradation_weight)
+        self.grad_clip = self.settings.grad_clip
+        self.rest_update_count, self.deg_update_count = 0, 0
 
     def _setup_ema(self, decay: float) -> None:
         self.ema_decay = decay
@@ -162,15 +173,24 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
             get_root_logger().info('train.optim_deg not given: NDRDegradationNet uses the settings of train.optim_g.')
             train_opt['optim_deg'] = dict(train_opt['optim_g'])
         deg_params = _trainable(self.net_deg, 'network_deg')
-        if self.mode == 'alternate':
-            deg_params += [p for p in self.get_bare_model(self.net_g).degradation_parameters() if p.requires_grad]
+        self._degradation_reach = self._degradation_reach_in_g() if self.mode == 'alternate' else []
+        if not self.settings.shared_optimizer_state:
+            deg_params += self._degradation_reach
         self.optimizer_deg = self._build_optimizer('optim_deg', deg_params)
         self.optimizers.append(self.optimizer_deg)
 
+    def _degradation_reach_in_g(self) -> list[nn.Parameter]:
+        """The NDRNet parameters an alternate-mode degradation loss reaches (``degradation_updates``)."""
+        bare_g = self.get_bare_model(self.net_g)
+        params = list(bare_g.degradation_parameters())
+        if self.settings.degradation_updates == 'encoder':
+            params += list(bare_g.query_encoder_parameters())
+        return [p for p in params if p.requires_grad]
+
     # ------------------------------------------------------------------ training
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
-        # In alternate mode an optimizer sits out the other phase's steps, so torch warns that its scheduler stepped
-        # before it did; the schedule is a function of the iteration and is right either way.
+        # With degradation_every > 1 optim_deg sits out iterations, so torch warns that its scheduler stepped before
+        # it did; the schedule is a function of the iteration and is right either way.
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message=r'Detected call of `lr_scheduler\.step\(\)` before')
             super().update_learning_rate(current_iter, warmup_iter)
@@ -179,35 +199,50 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         super().feed_data(data)
         self.degradation = data.get('degradation')
 
-    def current_phase(self) -> str:
-        if self.mode == 'joint':
-            return JOINT
-        return RESTORATION if self.mode == 'off' else self.schedule.current()
-
     def optimize_parameters(self, current_iter: int) -> None:
-        phase = self.current_phase()
+        """One iteration: one restoration update in every mode, plus the degradation update that is due."""
+        log: dict[str, torch.Tensor] = {}
+        if self.mode == 'joint':
+            applied = self._update(current_iter, JOINT, log)
+            self.rest_update_count += applied
+            self.deg_update_count += applied
+        else:
+            applied = self._update(current_iter, RESTORATION, log)
+            self.rest_update_count += applied
+            if self.settings.degradation_due(current_iter):
+                done = self._update(current_iter, DEGRADATION, log)
+                self.deg_update_count += done
+                applied = applied or done
+        if applied and self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+        self._update_log(log, current_iter)
+        self._advance_progress_bar(current_iter)
+
+    def _update(self, current_iter: int, kind: str, log: dict[str, torch.Tensor]) -> bool:
+        """Computes one objective, clips its gradient and steps its optimizers; False if skipped (non-finite)."""
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
-        step = {RESTORATION: self._restoration_step, DEGRADATION: self._degradation_step, JOINT: self._joint_step}
-        loss, log, optimizers, manual_sync = step[phase]()
+        objective = {RESTORATION: self._restoration_objective, DEGRADATION: self._degradation_objective,
+                     JOINT: self._joint_objective}[kind]
+        with self.amp.autocast():
+            loss, terms, optimizers, manual_sync = objective()
         # Backward runs even on a non-finite loss: every DDP rank must finish its gradient reduction in step.
-        loss.backward()
+        self.amp.backward(loss)
         average_gradients(parameters_with_grad(manual_sync))
+        self.amp.unscale(optimizers)
         params = [p for optimizer in optimizers for group in optimizer.param_groups for p in group['params']]
-        params = parameters_with_grad(dict.fromkeys(params))
-        grad_norm = self._clip_or_measure(params)
-        log['grad_norm'] = grad_norm.detach()
+        grad_norm = self._clip_or_measure(parameters_with_grad(dict.fromkeys(params)))
+        log.update(terms)
+        log[GRAD_NORM_KEYS[kind]] = grad_norm.detach()
         if any_rank_true(not (torch.isfinite(loss) and torch.isfinite(grad_norm)), self.device):
-            self._skip_update(current_iter, phase, loss)
-        else:
-            self.nonfinite_streak = 0
-            for optimizer in optimizers:
-                optimizer.step()
-            if self.ema_decay > 0:
-                self.model_ema(decay=self.ema_decay)
-        self.schedule.advance()
-        self._update_log(log, phase, current_iter)
-        self._advance_progress_bar(current_iter)
+            if self.amp.skip(loss):  # an fp16 loss-scale overflow: the scaler lowers its scale, not a failure
+                self.amp_overflow_total += 1
+            else:
+                self._skip_update(current_iter, kind, loss)
+            return False
+        self.nonfinite_streak = 0
+        self.amp.step(optimizers)
+        return True
 
     def _advance_progress_bar(self, current_iter: int) -> None:
         """``logger.progress_bar: true`` shows a bar over the training iterations (rank 0), next to the log lines."""
@@ -220,29 +255,32 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         if current_iter >= self._progress.total:
             self._progress.close()
 
-    def _restoration_step(self) -> tuple[torch.Tensor, dict, list, list]:
+    def _restoration_objective(self) -> tuple[torch.Tensor, dict, list, list]:
         log = {}
         if self._has_ndr:
             self.output, _, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
-            log['atom_entropy'] = atom_usage_entropy(atom_weights)
+            log.update(_entropy_log(atom_weights))
         else:
             self.output = self.net_g(self.lq)
         loss, rest_log = self.cri_rest(self.output, self.gt, self.lq)
         self._accumulate_degradation_l1()
         return loss, {**rest_log, **log}, [self.optimizer_g], []
 
-    def _degradation_step(self) -> tuple[torch.Tensor, dict, list, list]:
+    def _degradation_objective(self) -> tuple[torch.Tensor, dict, list, list]:
         self._check_same_size()
         bare_g = self.get_bare_model(self.net_g)
-        # Only the NDR and the query path are reached (not through DDP's forward): their gradients are averaged
-        # across processes by hand, see average_gradients.
-        maps, atom_weights = bare_g.query_degradation(self.lq, detach_features=True, return_atom_weights=True)
+        # The query path (and with degradation_updates: encoder the encoder) is reached outside DDP's forward: its
+        # gradients are averaged across processes by hand, see average_gradients.
+        detach = self.settings.degradation_updates == 'query'
+        maps, atom_weights = bare_g.query_degradation(self.lq, detach_features=detach, return_atom_weights=True)
         lq_fake = self.net_deg(self.gt, maps)
         loss, log = self.cri_deg(lq_fake, self.lq)
-        log['atom_entropy'] = atom_usage_entropy(atom_weights)
-        return loss, log, [self.optimizer_deg], list(bare_g.degradation_parameters())
+        log.update(_entropy_log(atom_weights))
+        shared = self.settings.shared_optimizer_state
+        optimizers = [self.optimizer_deg, self.optimizer_g] if shared else [self.optimizer_deg]
+        return loss, log, optimizers, self._degradation_reach
 
-    def _joint_step(self) -> tuple[torch.Tensor, dict, list, list]:
+    def _joint_objective(self) -> tuple[torch.Tensor, dict, list, list]:
         self._check_same_size()
         self.output, maps, atom_weights = self.net_g(self.lq, return_degradation=True, return_atom_weights=True)
         lq_fake = self.net_deg(self.gt, maps)
@@ -250,8 +288,7 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         l_deg, deg_log = self.cri_deg(lq_fake, self.lq)
         self._accumulate_degradation_l1()
         loss = self.joint_degradation_weight * l_deg + l_rest
-        log = {**rest_log, **deg_log, 'atom_entropy': atom_usage_entropy(atom_weights)}
-        return loss, log, [self.optimizer_g, self.optimizer_deg], []
+        return loss, {**rest_log, **deg_log, **_entropy_log(atom_weights)}, [self.optimizer_g, self.optimizer_deg], []
 
     def _check_same_size(self) -> None:
         if self.lq.shape != self.gt.shape:
@@ -266,18 +303,18 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
             return torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         return torch.nn.utils.get_total_norm([p.grad for p in params])
 
-    def _skip_update(self, current_iter: int, phase: str, loss: torch.Tensor) -> None:
+    def _skip_update(self, current_iter: int, kind: str, loss: torch.Tensor) -> None:
         self.nonfinite_streak += 1
         self.nonfinite_total += 1
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         what = 'loss' if not torch.isfinite(loss) else 'gradient norm'
         get_root_logger().warning(
-            f'Iteration {current_iter} ({phase} phase): non-finite {what} on at least one process; update skipped '
+            f'Iteration {current_iter} ({kind} phase): non-finite {what} on at least one process; update skipped '
             f'({self.nonfinite_streak} in a row, limit train.max_nonfinite_steps = {self.max_nonfinite_steps}).')
         if self.nonfinite_streak >= self.max_nonfinite_steps:
             raise RuntimeError(
-                f'Stopping at iteration {current_iter} ({phase} phase): {self.nonfinite_streak} non-finite updates '
+                f'Stopping at iteration {current_iter} ({kind} phase): {self.nonfinite_streak} non-finite updates '
                 f'in a row (train.max_nonfinite_steps = {self.max_nonfinite_steps}). The weights are those of the '
                 'last good step. Check the data for NaN/Inf, lower the learning rate or set '
                 'train.bidirectional.grad_clip.')
@@ -291,15 +328,18 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
             self._degradation_l1[name][0] += value
             self._degradation_l1[name][1] += 1
 
-    def _update_log(self, log: dict[str, torch.Tensor], phase: str, current_iter: int) -> None:
-        # Alternate mode computes one objective per step: keep the latest value of each so both stay in the log.
+    def _update_log(self, log: dict[str, torch.Tensor], current_iter: int) -> None:
+        # With degradation_every > 1 not every iteration computes l_deg: keep the latest value of each entry.
         self._last_log.update(self.reduce_loss_dict(OrderedDict(log)))
         self.log_dict = OrderedDict(self._last_log)
-        self.log_dict['phase'] = PHASE_IDS[phase]
+        self.log_dict['updates_rest'] = self.rest_update_count
+        self.log_dict['updates_deg'] = self.deg_update_count
         self.log_dict['lr_g'] = self.optimizer_g.param_groups[0]['lr']
         if self.mode != 'off':
             self.log_dict['lr_deg'] = self.optimizer_deg.param_groups[0]['lr']
         self.log_dict['nonfinite_skips'] = self.nonfinite_total
+        if self.amp.scaling:
+            self.log_dict['amp_overflow_skips'] = self.amp_overflow_total
         # Per-degradation restoration L1 (this process's samples), averaged since the previous log line.
         for name, (total, count) in sorted(self._degradation_l1.items()):
             self.log_dict[f'l1/{name}'] = total / count
@@ -313,23 +353,35 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         super().save(epoch, current_iter)  # net_g (+ EMA), then the training state
 
     def extra_training_state(self) -> dict:
-        # The phase position and the non-finite counters, so a resumed run continues exactly (see resume_training).
-        return {'ndr': {'mode': self.mode, 'phase_step': self.schedule.step,
-                        'nonfinite_streak': self.nonfinite_streak, 'nonfinite_total': self.nonfinite_total}}
+        # The update counts and the non-finite counters, so a resumed run continues exactly (see resume_training).
+        settings = self.settings
+        return {'ndr': {'version': STATE_VERSION, 'mode': self.mode,
+                        'degradation_updates': settings.degradation_updates,
+                        'shared_optimizer_state': settings.shared_optimizer_state,
+                        'updates_rest': self.rest_update_count, 'updates_deg': self.deg_update_count,
+                        'nonfinite_streak': self.nonfinite_streak, 'nonfinite_total': self.nonfinite_total,
+                        'amp': self.amp.state_dict(), 'amp_overflow_total': self.amp_overflow_total}}
 
     def resume_training(self, resume_state: dict) -> None:
         saved = resume_state.get('ndr', {})
-        if saved.get('mode', self.mode) != self.mode:
-            raise ValueError(f"The training state was saved with train.bidirectional.mode: {saved['mode']}, this run "
-                             f'uses {self.mode}; their optimizers hold different parameters. Resume with the same mode '
-                             'or start a new run from the weights (path.pretrain_network_g / _deg).')
+        check_resumable(saved, self.settings)
         if len(resume_state['optimizers']) != len(self.optimizers):
             raise ValueError(f"The training state has {len(resume_state['optimizers'])} optimizers, this model "
                              f'{len(self.optimizers)}: was it saved by a different model_type or network set?')
         super().resume_training(resume_state)
-        self.schedule.step = saved.get('phase_step', resume_state['iter'])
+        # States of joint/off runs saved before version 2 performed one restoration update per iteration already.
+        default = resume_state['iter']
+        self.rest_update_count = saved.get('updates_rest', default)
+        self.deg_update_count = saved.get('updates_deg', default if self.mode == 'joint' else 0)
         self.nonfinite_streak = saved.get('nonfinite_streak', 0)
         self.nonfinite_total = saved.get('nonfinite_total', 0)
+        self.amp.load_state_dict(saved.get('amp', {}))  # the fp16 loss scale, so the run continues exactly
+        self.amp_overflow_total = saved.get('amp_overflow_total', 0)
+
+
+def _entropy_log(atom_weights: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    # No atom weights without the NDR dictionary (ndr_dictionary: false).
+    return {'atom_entropy': atom_usage_entropy(atom_weights)} if atom_weights else {}
 
 
 def _trainable(net: nn.Module, option_key: str) -> list[nn.Parameter]:

@@ -19,8 +19,9 @@ MoCE-IR sample CDD-11 (a combination first, then an image).
 
 Published sizes (checked by count, no file lists are published for these sets; a difference is a warning naming it):
 GoPro 2,103 train / 1,111 test pairs (Nah et al. 2017; DFPIR ``data_dir/gopro/train_gopro.txt``), LOL-v1 485 / 15
-(Wei et al. 2018), CDD-11 1,183 train / 200 test images per combination, 13,013 / 2,200 in all (OneRestore paper,
-from memory; unconfirmed).
+(Wei et al. 2018), CDD-11 1,183 train / 200 test images per combination: the OneRestore paper (Guo et al., ECCV 2024)
+makes 13,013 training and 2,200 test pairs from 1,383 images over 11 combinations (as a public summary of the paper
+quotes it; not checked against the paper itself).
 """
 from __future__ import annotations
 

@@ -22,8 +22,12 @@
   only their own attention statistics and means.
 * ``--backend onnxruntime`` (implied by ``.onnx`` weights from ``ndr-export``) runs the exported file with the same
   image handling and tiling (:mod:`ndr_plugin.restore.onnx_backend`): tiles use their own statistics (``--tile-passes``
-  0, the default there; other values are an error), the precision is the file's (``--half`` is an error on a float32
-  file), ``--opt`` and ``--explain`` are not available. Needs ``pip install 'ndr_plugin[onnx]'``.
+  0, the default there; other values are an error), the precision is the file's (``--precision`` or ``--half`` naming
+  another is an error), ``--opt`` and ``--explain`` are not available. Needs ``pip install 'ndr_plugin[onnx]'``.
+* ``--precision auto`` (the default) runs the network in the fastest type the device runs natively: bfloat16 on CPUs
+  with AVX-512 BF16 or AMX and on GPUs that support it, float16 on other GPUs, float32 otherwise
+  (:mod:`ndr_plugin.restore.precision`); ``--precision fp32`` gives the machine-independent result that testing and
+  validation report. ``--half`` is the old switch (float16 on CUDA, bfloat16 on CPU).
 * ``--explain`` prints which NDR atoms each image used and the nearest reference degradation, and writes
   ``<stem>.explain.json`` next to the output.
 """
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
     from ndr_plugin.restore.tiling import TileSettings
 
 DEFAULT_TILE = 512
+# As ndr_plugin.restore.precision.PRECISIONS (not imported here: --help must not wait for torch).
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 TILE_FLAGS = ('--tile', '--tile-overlap', '--tile-passes')
 
 
@@ -68,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default=None,
                         help='cpu, cuda, cuda:<index> or mps, as PyTorch spells it (default: cuda when available, '
                              'else cpu)')
-    parser.add_argument('--half', action='store_true', help='float16 on CUDA, bfloat16 on CPU')
+    parser.add_argument('--precision', choices=PRECISIONS, default=None,
+                        help='network precision: auto (default: bf16 on CPUs with AVX-512 BF16/AMX and on GPUs with '
+                             'bfloat16, fp16 on other GPUs, else fp32), fp32, bf16 or fp16; onnxruntime: the file\'s')
+    parser.add_argument('--half', action='store_true',
+                        help='the old switch: float16 on CUDA, bfloat16 on CPU (not with --precision)')
     parser.add_argument('--recursive', action='store_true', help='also restore images in sub-folders')
     parser.add_argument('--explain', action='store_true',
                         help='report the NDR atoms used and the nearest known degradation (<stem>.explain.json)')
@@ -151,6 +161,13 @@ def check_arguments(args: argparse.Namespace) -> tuple[torch.device, TileSetting
         device = onnx_device(args.device) if onnx else resolve_device(args.device)
     except ValueError as err:
         raise ValueError(f'--device: {err}') from None
+    if args.half and args.precision is not None:
+        raise ValueError(f'give either --half (the old switch) or --precision {args.precision}, not both')
+    if not onnx:
+        from ndr_plugin.restore.precision import NAMES, resolve_precision
+        asked = args.precision or ('fp32' if args.half else 'auto')  # --half alone: the old switch
+        args.precision = NAMES[resolve_precision(asked, device, args.half, option='--precision')]
+        args.half = False  # folded into args.precision
     passes = (0 if onnx else 1) if args.tile_passes is None else args.tile_passes
     return device, TileSettings(args.tile, args.tile_overlap, passes, names=TILE_FLAGS)
 
@@ -163,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         outputs = plan_outputs(inputs, root, args.output)
         if args.backend == 'onnxruntime':
             from ndr_plugin.restore.onnx_backend import OnnxRestorer
-            restorer = OnnxRestorer(args.weights, device=device, tile=tile, half=args.half)
+            restorer = OnnxRestorer(args.weights, device=device, tile=tile, half=args.half,
+                                    precision=args.precision, option='--precision')
         else:
             from ndr_plugin.restore.restorer import Restorer
-            restorer = Restorer(args.weights, opt=args.opt, device=device, tile=tile, half=args.half)
+            restorer = Restorer(args.weights, opt=args.opt, device=device, tile=tile, precision=args.precision)
     except Exception as err:  # noqa: BLE001  (bad arguments, weights or option file: a message, not a traceback)
         print(f'ndr-restore: error: {type(err).__name__}: {err}', file=sys.stderr)
         return 2
@@ -176,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     per_mp = f', {elapsed / megapixels:.2f} s per megapixel' if megapixels else ''
     print(f'Restored {done} of {len(inputs)} image(s) into {args.output} in {elapsed:.1f} s{per_mp} '
-          f'({device}, tile {tile.size or "off"}).')
+          f'({device}, {restorer.precision}, tile {tile.size or "off"}).')
     if failures:
         print(f'{len(failures)} failed:')
         for message in failures:

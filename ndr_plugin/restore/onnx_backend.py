@@ -8,8 +8,8 @@
 (:class:`OnnxNetwork`, a callable on tensors), so reading, splitting alpha and gray, tiling, checking and converting
 back are the very same code. What differs:
 
-* precision follows the file (``ndr-export --fp16`` or not); asking for another (``half=True`` on a float32 file) is
-  an error, not a silent cast;
+* precision follows the file (``ndr-export --fp16`` or not); asking for another (``half=True`` or ``precision=`` naming
+  another type) is an error, not a silent cast;
 * tiles use their own statistics (``tile_passes=0``): the passes that share whole-image statistics between tiles
   (:mod:`ndr_plugin.restore.tiling`) hook into PyTorch modules and are not part of the exported graph, so
   ``tile_passes`` above 0 is an error;
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ndr_plugin.restore.precision import NAMES, PRECISIONS
 from ndr_plugin.restore.restorer import Restorer, _tile_settings
 from ndr_plugin.restore.tiling import TileSettings
 
@@ -121,6 +122,19 @@ class OnnxNetwork:
                 f'{self.providers[0]})')
 
 
+def _check_precision(asked: str | None, file_dtype: torch.dtype, weights: str | Path, option: str) -> None:
+    """An explicit precision must be the file's: onnxruntime runs the graph in the type it was exported in."""
+    if asked is None or asked == 'auto' or asked == NAMES[file_dtype]:
+        return
+    if asked not in PRECISIONS:
+        raise ValueError(f'{option} must be one of {PRECISIONS}, got {asked!r}')
+    how = 'export it again with ndr-export --fp16' if asked == 'fp16' else (
+        'export it again without --fp16' if asked == 'fp32' else 'use the torch backend (ONNX files are fp32 or fp16)')
+    raise ValueError(f'{option} {asked}: {weights} is a {str(file_dtype).removeprefix("torch.")} file and onnxruntime '
+                     'runs it as exported; '
+                     f'{how}, or leave {option} at auto')
+
+
 class OnnxRestorer(Restorer):
     """:class:`~ndr_plugin.restore.restorer.Restorer` running an exported ONNX file with onnxruntime.
 
@@ -131,11 +145,15 @@ class OnnxRestorer(Restorer):
         tile_overlap (int | None): As for Restorer. Default: 32.
         tile_passes (int | None): Must be 0 (or None): see the module docstring. Default: None.
         half (bool): Only True for a float16 file: precision follows the file. Default: False.
+        precision (str | None): None or 'auto': the file's; 'fp32' / 'fp16' / 'bf16' must name the file's type (the
+            graph runs as exported). Default: None.
+        option (str): How the caller spells ``precision``, for the error message. Default: 'precision'.
     """
 
     def __init__(self, weights: str | Path, device: str | torch.device | None = 'cpu',
                  tile: int | TileSettings | None = None, tile_overlap: int | None = None,
-                 tile_passes: int | None = None, half: bool = False) -> None:
+                 tile_passes: int | None = None, half: bool = False, precision: str | None = None,
+                 option: str = 'precision') -> None:
         passes = 0 if tile_passes is None and not isinstance(tile, TileSettings) else tile_passes
         self.tile = _tile_settings(tile, tile_overlap, passes)
         if self.tile.passes and not self.tile.whole_image:
@@ -147,6 +165,8 @@ class OnnxRestorer(Restorer):
         if half and self.net.dtype != torch.float16:
             raise ValueError(f'{weights} is a {str(self.net.dtype).removeprefix("torch.")} file and onnxruntime '
                              'runs it as exported; for float16 export it again with ndr-export --fp16')
+        self.precision = NAMES[self.net.dtype]
+        _check_precision(precision, self.net.dtype, weights, option)
         if isinstance(self.net.in_channels, int) and self.net.in_channels != 3:
             raise ValueError(f'{weights}: the network takes {self.net.in_channels} channels; restoring photos '
                              'needs 3 (RGB)')

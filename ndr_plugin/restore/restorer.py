@@ -6,8 +6,10 @@
 
 Accepted checkpoints and where the network description comes from: :mod:`ndr_plugin.restore.loading`.
 
-``half=True`` runs the network in float16 on CUDA and bfloat16 on the CPU (float16 convolutions are slow or missing on
-CPUs); blending, clipping and conversion stay in float32.
+``precision`` picks the network's floating-point type (:mod:`ndr_plugin.restore.precision`): ``fp32`` by default, so
+results do not depend on the machine; ``bf16``, ``fp16`` or ``auto`` (the fastest type the device runs natively) trade
+a little accuracy for speed. ``half=True`` is the old switch (float16 on CUDA, bfloat16 elsewhere). Blending, clipping,
+conversion and the statistics passes of tiling stay in float32.
 
 Nothing wrong is returned silently: a network output with NaN/Inf raises :class:`NonFiniteOutputError` (a checkpoint
 with NaN weights would otherwise give black images), float input outside [0, 1] is clipped with a warning.
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from ndr_plugin.restore.loading import load_network, load_network_g, resolve_device
+from ndr_plugin.restore.precision import NAMES, resolve_precision
 from ndr_plugin.restore.tiling import DEFAULT_OVERLAP, DEFAULT_PASSES, TileSettings, tiled_forward
 
 __all__ = ['Restorer', 'TileSettings', 'NonFiniteOutputError', 'tiled_forward', 'load_network_g']
@@ -123,17 +126,19 @@ class Restorer:
         tile_passes (int | None): Passes that gather image-level statistics before the tiles are restored, so tiles
             see the whole image's attention and means (see :mod:`ndr_plugin.restore.tiling`); 0 is faster but less
             faithful to the whole-image output. Default: 1.
-        half (bool): float16 on CUDA, bfloat16 on CPU. Default: False.
+        precision (str): 'fp32', 'bf16', 'fp16' or 'auto' (:mod:`ndr_plugin.restore.precision`). Default: 'fp32'.
+        half (bool): The old switch: float16 on CUDA, bfloat16 elsewhere; only with precision 'fp32'. Default: False.
     """
 
     def __init__(self, weights: str | Path, opt: str | Path | Mapping | None = None,
                  device: str | torch.device = 'cpu', tile: int | TileSettings | None = None,
                  tile_overlap: int | None = None, tile_passes: int | None = None, half: bool = False,
-                 **removed: Any) -> None:
+                 precision: str = 'fp32', **removed: Any) -> None:
         _reject_removed_keywords(removed)
         self.tile = _tile_settings(tile, tile_overlap, tile_passes)
         self.device = resolve_device(device)
-        self.dtype = (torch.float16 if self.device.type == 'cuda' else torch.bfloat16) if half else torch.float32
+        self.dtype = resolve_precision(precision, self.device, half)
+        self.precision = NAMES[self.dtype]
         self.weights = Path(weights)
         net, self.network_source = load_network(weights, opt)
         if not self.tile.whole_image:
@@ -153,7 +158,8 @@ class Restorer:
         """
         output = tiled_forward(self.net, x.to(self.device, self.dtype), self.tile)
         if not bool(torch.isfinite(output).all()):
-            hint = '; half precision may overflow: try without half / --half' if self.dtype != torch.float32 else ''
+            hint = (f'; {self.precision} may overflow: try precision fp32 (--precision fp32)'
+                    if self.dtype != torch.float32 else '')
             raise NonFiniteOutputError(f'the network output contains NaN/Inf: the checkpoint or input produced '
                                        f'NaN/Inf (weights: {self.weights}){hint}')
         return output.float().clamp_(0, 1)
@@ -176,6 +182,9 @@ class Restorer:
     def explain(self, image: np.ndarray) -> dict[str, Any]:
         """Which NDR atoms the image uses and the nearest reference degradation (:mod:`ndr_plugin.restore.explain`)."""
         from ndr_plugin.restore.explain import atom_usage, describe_usage, reference_signatures
+        if not getattr(self.net, 'ndr_dictionary', False):
+            raise ValueError(f'{type(self.net).__name__} has no NDR dictionary (use_ndr: false or ndr_dictionary: '
+                             'false), so there are no atoms to explain')
         rgb, _, _ = _split_image(np.asarray(image))
         if self._reference_signatures is None:
             self._reference_signatures = reference_signatures(self.net, self.device, self.dtype)

@@ -1,0 +1,5 @@
+import sys
+
+from ndr_plugin.reproduce.cli import main
+
+sys.exit(main())
