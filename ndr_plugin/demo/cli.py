@@ -26,10 +26,13 @@ def _run_entry_point(module: str, option_file: Path) -> None:
         raise SystemExit(f'ndr-demo: python -m {module} -opt {option_file} failed (exit {proc.returncode})')
 
 
-def _train_and_test(name: str, data_root: Path, iters: int, seed: int, model: str) -> tuple[dict[str, Any], Path]:
+def _train_and_test(name: str, data_root: Path, iters: int, seed: int, model: str,
+                    amp: str | bool = False) -> tuple[dict[str, Any], Path]:
     """Train, then test on the held-out photographs; returns the training options and the trained weights."""
     options_dir = Path('options_generated') / name
     train_opt = train_options(name, data_root, iters, seed, model)
+    if amp:
+        train_opt['train']['amp'] = amp
     train_yml = write_yaml(train_opt, options_dir / 'train.yml')
     print(f"Training a tiny {train_opt['network_g']['type']} for {iters} iterations (options: {train_yml})")
     _run_entry_point('ndr_plugin.train', train_yml)
@@ -41,14 +44,14 @@ def _train_and_test(name: str, data_root: Path, iters: int, seed: int, model: st
 
 
 def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | None, real_max: int,
-        per_photo: int, variants: int, model: str = 'ndr') -> dict[str, Any]:
+        per_photo: int, variants: int, model: str = 'ndr', amp: str | bool = False) -> dict[str, Any]:
     """The whole demo in the current folder; returns the metrics of the held-out test sets.
 
     ``real_root``: a folder laid out as :mod:`ndr_plugin.demo.real_benchmarks` describes, or None to skip that table.
     """
     start = time.time()
     build_data(data_root, seed, per_photo, variants)
-    train_opt, weights = _train_and_test(name, data_root, iters, seed, model)
+    train_opt, weights = _train_and_test(name, data_root, iters, seed, model, amp)
     results = Path('results') / name
     metrics, grid_rows = score_test_sets(data_root, results)
     grid = write_grid(grid_rows, results / 'grid.png')
@@ -73,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--name', default=None, help='experiment and results name (default ndr_demo[_MODEL])')
     parser.add_argument('--iters', type=int, default=600, help='training iterations (default 600)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--amp', choices=['bf16', 'fp16'], default=None,
+                        help='train in mixed precision (train.amp); testing stays float32 (default: float32 training)')
     parser.add_argument('--data-root', default='datasets/ndr_demo', help='where the demo LMDBs are built')
     parser.add_argument('--real-data', metavar='DIR', default=None,
                         help='also score the trained model on the real benchmark pairs in DIR (its subfolders are '
@@ -97,5 +102,5 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     name = args.name or ('ndr_demo' if args.model == 'ndr' else f'ndr_demo_{args.model}')
     run(name, args.iters, args.seed, Path(args.data_root), real_root, args.real_max, args.patches_per_photo,
-        args.variants, args.model)
+        args.variants, args.model, args.amp or False)
     return 0
