@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 import ndr_plugin  # noqa: F401  (registration, so the derived networks can be built)
@@ -40,9 +41,18 @@ def test_tiny_aio3_runs_end_to_end_and_a_rerun_skips_finished_stages(tmp_path, s
 
     again = _reproduce(args, tmp_path, subprocess_env)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    assert '[run]' not in again.stdout
-    for stage in ('prepare/denoise-test_aio3_cbsd68', 'aio3/train_ndr', 'aio3/test_ndr', 'aio3/table'):
+    assert '[run] aio3/' not in again.stdout  # the prepared data is checked again (unchanged), nothing else runs
+    for stage in ('aio3/train_ndr', 'aio3/test_ndr', 'aio3/table'):
         assert f'[done] {stage}' in again.stdout
+    assert weights.stat().st_mtime_ns == trained_at
+
+    # A changed source image: the dataset is rebuilt, and the model trained on the old data is refused, not reused.
+    source = sorted((tree / 'test' / 'CBSD68').iterdir())[0]
+    image = cv2.imread(str(source))
+    cv2.imwrite(str(source), 255 - image)
+    changed = _reproduce(args, tmp_path, subprocess_env)
+    assert changed.returncode == 2, changed.stdout[-4000:] + changed.stderr[-4000:]
+    assert 'changed since the models and tables' in changed.stderr
     assert weights.stat().st_mtime_ns == trained_at
 
 

@@ -9,6 +9,7 @@ CPU (a check of the data and the chain, not a result).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 import sys
@@ -97,6 +98,11 @@ class Reproduction:
         return 1 if torch.cuda.is_available() else 0
 
     def run(self) -> Path | None:
+        for step in self.setting.steps:
+            # A prepared dataset whose raw folders are still there is checked again: ndr-prepare reuses it only if
+            # its sources are unchanged (cheap) and rebuilds it otherwise.
+            if not self.dry_run and all((self.data / s).is_dir() for s in step.sources):
+                self.book.forget(f'prepare/{step.marker}')
         self.check_data()
         for step in self.setting.steps:
             sources = [arg for s in step.sources for arg in ('--src', str(self.data / s))]
@@ -105,10 +111,27 @@ class Reproduction:
             self.book.run(f'prepare/{step.marker}', shown,
                           lambda step=step: _prepare(step, self.data, self.work, self.tiny,
                                                      1 if self.tiny else self.workers))
+        if not self.dry_run:
+            self.check_same_data()
         trained = self.write_option_files()
         self.train(trained)
         self.test(trained)
         return self.table()
+
+    def check_same_data(self) -> None:
+        """Models, results and tables belong to the data they were made from: refuse them once that data changed."""
+        digest = hashlib.sha256()
+        for manifest in sorted((self.work / 'datasets').rglob('manifest.json')):
+            digest.update(str(manifest.relative_to(self.work)).encode() + b'\0' + manifest.read_bytes())
+        record = self.book.state_dir / 'datasets.sha256'
+        made = [p for p in self.book.state_dir.rglob('*.done') if p.parent.name != 'prepare']
+        if record.is_file() and record.read_text().strip() != digest.hexdigest() and made:
+            raise StageError(f'the prepared data in {self.work / "datasets"} changed since the models and tables in '
+                             f'{self.work} were made (its manifests differ). Use a new --work, or remove '
+                             f'{self.work / "experiments"}, {self.work / "results"} and the markers in '
+                             f'{self.book.state_dir} other than prepare/ to train again on the new data.')
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(digest.hexdigest() + '\n')
 
     def _prepare_extra(self) -> list[str]:
         return ['--subset', 'all', '--workers', '1', '--quiet'] if self.tiny else ['--workers', str(self.workers)]
