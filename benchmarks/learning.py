@@ -6,7 +6,7 @@
 Each run trains a tiny network with NDRModel for the same wall-clock budget, on the demo data (the photographs that
 ship with scikit-image, with synthesised noise, rain, haze and downsampling; see ``ndr_plugin.demo``):
 
-* ``ndr_alternate``: tiny NDRNet, bidirectional mode ``alternate`` (the paper);
+* ``ndr_alternate``: tiny NDRNet, bidirectional mode ``alternate`` (our reading of the paper);
 * ``ndr_joint``: the same, mode ``joint`` (the official code's step);
 * ``ndr_off``: the same network, restoration loss only (no degradation network);
 * ``no_ndr``: the same backbone without NDR, query and injection (``use_ndr: false``; no global residual, which
@@ -38,7 +38,7 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
 from ndr_plugin import demo
-from ndr_plugin.metrics.evaluation import compute_metrics
+from ndr_plugin.metrics.standard_sets import score_sets
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 REPO = Path(__file__).resolve().parents[1]
@@ -89,24 +89,6 @@ def train_for(opt: dict, minutes: float, workdir: Path) -> tuple[torch.nn.Module
     return model.get_bare_model(model.net_g).eval(), iters
 
 
-def to_tensor(img_bgr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
-
-
-def score(net: torch.nn.Module | None, sets: dict) -> dict[str, dict[str, float]]:
-    """Mean metrics per test set; ``net=None`` scores the degraded inputs themselves."""
-    scores = {}
-    with torch.inference_mode():
-        for name, pairs in sets.items():
-            rows = []
-            for _, gt, lq in pairs:
-                x = to_tensor(lq)
-                out = x if net is None else net(x).clamp(0, 1)
-                rows.append(compute_metrics(out, to_tensor(gt), METRICS))
-            scores[name] = {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
-    return scores
-
-
 def markdown(report: dict) -> str:
     sets = list(report['input'])
     lines = ['# CPU learning protocol', '',
@@ -154,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               'environment': f'torch {torch.__version__}, {platform.processor() or platform.machine()}, '
                              f'{os.cpu_count()} cores, {args.threads} threads',
               'test_sets': {name: len(pairs) for name, pairs in sets.items()},
-              'input': score(None, sets), 'runs': {}}
+              'input': score_sets(None, sets, METRICS), 'runs': {}}
     cwd = os.getcwd()
     os.chdir(workdir)
     try:
@@ -162,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'[{run}] training for {args.minutes} minutes', flush=True)
             net, iters = train_for(run_options(run, data_root, args.seed), args.minutes, workdir)
             report['runs'][run] = {'iterations': iters, 'parameters': sum(p.numel() for p in net.parameters()),
-                                   'scores': score(net, sets)}
+                                   'scores': score_sets(net, sets, METRICS)}
             print(f'[{run}] {iters} iterations; ' + json.dumps(report['runs'][run]['scores']), flush=True)
     finally:
         os.chdir(cwd)

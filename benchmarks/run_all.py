@@ -1,8 +1,8 @@
 """Runs every benchmark and writes ``benchmarks/results/summary.md`` (one command: ``make benchmark``).
 
-    python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol,
-                                            # tiling on the demo model (trained first if needed) and the
-                                            # paper-size network on a 12 MP photo
+    python benchmarks/run_all.py            # full: arch speed, data speed, tiling, learning protocol, the
+                                            # ablation study, tiling on the demo model (trained first if
+                                            # needed) and the paper-size network on a 12 MP photo
     python benchmarks/run_all.py --quick    # reduced sizes and a 1-minute learning budget
 
 Each benchmark writes its own ``results/<name>.json`` and ``results/<name>.md``; the summary concatenates the Markdown
@@ -30,6 +30,8 @@ BENCHMARKS = {
                      ['--sizes', '1', '--whole-max-mp', '0', '--passes', '0', '--paper-full', '1',
                       '--label', 'tiling_paper']),
     'learning': ('learning', [], ['--minutes', '1']),
+    # The multi-seed ablation study (about 2 hours on 2 cores; resumable: finished jobs are kept).
+    'ablation': ('ablation', [], ['--quick']),
     'train_speed': ('train_speed', [], ['--quick']),
     'precision': ('precision', [], ['--size', '128', '--repeats', '1', '--images', '2']),
     'onnx_speed': ('onnx_speed', [], []),

@@ -44,6 +44,18 @@ def test_amp_option_values():
         parse_amp('half', CPU)
 
 
+def test_amp_value_is_checked_before_anything_is_built(tmp_path):
+    import yaml
+    from ndr_plugin.options import OptionError, check_option_file
+    from tiny_data import tiny_train_options
+    path = tiny_train_options(tmp_path, 'amp_typo', model_type='NDRModel')
+    opt = yaml.safe_load(path.read_text())
+    opt['train']['amp'] = 'half'
+    path.write_text(yaml.safe_dump(opt))
+    with pytest.raises(OptionError, match=r"amp_typo.yml: train.amp must be bf16, fp16 or false, got 'half'"):
+        check_option_file(str(path), training=True)
+
+
 @pytest.mark.parametrize('mode', ['alternate', 'joint', 'off'])
 def test_bf16_steps_in_every_mode(tmp_path, mode):
     torch.manual_seed(0)

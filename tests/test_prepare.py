@@ -213,6 +213,33 @@ def test_paired_kinds_from_standard_layouts(tmp_path, shared_data):
     assert first['source']['lq']['file'] == '0001_0.8_0.2.jpg' and first['source']['gt']['file'] == '0001.png'
 
 
+def test_derain_test_reads_prenet_layout_as_distributed(tmp_path, shared_data):
+    """Rain100L test as PReNet distributes it: clean norain-NNN.png on top, rainy/rain-NNN.png below."""
+    src = shared_data / 'Rain100L_test'
+    prepare('derain-test', [src], tmp_path / 'rain100l', workers=2, progress=False)
+    keys = check_lmdb(tmp_path / 'rain100l' / 'lq.lmdb')
+    assert keys == [f'rain_{n:04d}' for n in range(1, 101)]
+    pairs = read_pairs(tmp_path / 'rain100l')
+    for index in (0, 57):
+        number = index + 1
+        for role, path in (('gt', src / f'norain-{number:03d}.png'), ('lq', src / 'rainy' / f'rain-{number:03d}.png')):
+            stored = np.round(pairs[index][role].numpy() * 255).astype(np.uint8)
+            assert np.array_equal(stored, cv2.imread(str(path))[..., ::-1].transpose(2, 0, 1))
+    manifest = json.loads((tmp_path / 'rain100l' / 'lq.lmdb' / 'manifest.json').read_text())
+    assert manifest['records'][2]['source']['lq']['file'] == 'rain-003.png'
+    assert manifest['records'][2]['source']['gt']['file'] == 'norain-003.png'
+
+    # The same layout with a rainy image missing is refused, naming the clean file left alone.
+    small = tmp_path / 'prenet'
+    (small / 'rainy').mkdir(parents=True)
+    img = skimage.data.coffee()[:100, :120]
+    for n in (1, 2):
+        cv2.imwrite(str(small / f'norain-{n:03d}.png'), img)
+    cv2.imwrite(str(small / 'rainy' / 'rain-001.png'), img)
+    with pytest.raises(BadInputError, match=r'norain-002.png: missing pair partner: no rainy image'):
+        prepare('derain-test', [small], tmp_path / 'o', workers=1, progress=False)
+
+
 def test_sr_test_matches_matlab_lr(tmp_path, shared_data):
     folder = shared_data / 'Set5' / 'image_SRF_4'
     src = tmp_path / 'Set5'

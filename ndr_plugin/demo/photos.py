@@ -113,15 +113,15 @@ def build_data(root: Path, seed: int, per_photo: int, variants: int) -> None:
     if root.exists():
         shutil.rmtree(root)
     print(f'Demo data: building {root}')
-    _write_train_sets(root / 'train', seed, per_photo, variants)
+    write_train_sets(root / 'train', train_patches(np.random.default_rng(seed), per_photo), seed, variants)
     _write_test_sets(root / 'test', seed)
     # Written last, so an interrupted build is never taken for a complete one.
     stamp.write_text(json.dumps(recipe))
 
 
-def _write_train_sets(train_root: Path, seed: int, per_photo: int, variants: int) -> None:
-    """The clean patches (noise is added while training) and one paired LMDB per other training degradation."""
-    patches = train_patches(np.random.default_rng(seed), per_photo)
+def write_train_sets(train_root: Path, patches: list[tuple[str, np.ndarray]], seed: int, variants: int) -> None:
+    """The clean RGB ``patches`` (noise is added while training) and one paired LMDB per other training degradation,
+    each patch degraded ``variants`` times, seeded per (degradation, patch, variant)."""
     write_lmdb(train_root / 'clean.lmdb', ((key, bgr(img)) for key, img in patches))
     for t, (name, spec) in enumerate(TRAIN_DEGRADATIONS.items()):
         items = []

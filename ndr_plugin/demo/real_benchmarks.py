@@ -25,8 +25,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from ndr_plugin.demo.photos import degrade
 from ndr_plugin.demo.report import score, summarize
+from ndr_plugin.metrics.standard_sets import bicubic_input, noisy_copy
 
 Pair = tuple[str, np.ndarray, np.ndarray]  # (name, gt, lq), BGR uint8
 # A ground-truth file and how to get its degraded input (from the ground truth or from a file beside it).
@@ -60,16 +60,13 @@ def _read_lq(_gt: np.ndarray, path: Path) -> np.ndarray | None:
 
 
 def _add_noise(gt: np.ndarray, seed: int) -> np.ndarray:
-    return degrade({'type': 'noise', 'sigmas': [25]}, gt[..., ::-1], seed=seed)[0]
+    return noisy_copy(gt, 25, seed)
 
 
 def _upsampled_lr(_gt: np.ndarray, path: Path) -> np.ndarray | None:
     """The LR file brought back to HR size with the MATLAB-style bicubic that made it (cv2's bicubic differs)."""
-    from ndr_plugin.data.degradations import bicubic_resize
     lr = _read(path)
-    if lr is None:
-        return None
-    return np.clip(np.round(bicubic_resize(lr.astype(np.float32) / 255.0, 2) * 255.0), 0, 255).astype(np.uint8)
+    return None if lr is None else bicubic_input(lr, 2)
 
 
 def _cbsd68(root: Path) -> list[Candidate]:

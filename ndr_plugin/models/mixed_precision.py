@@ -24,12 +24,17 @@ from basicsr.utils import get_root_logger
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+def check_amp_value(value: Any) -> None:
+    """Raise ValueError naming ``train.amp`` unless ``value`` is bf16, fp16, false or absent (device-independent)."""
+    if not (value is None or value is False or value == 'false' or value in AMP_DTYPES):
+        raise ValueError(f'train.amp must be bf16, fp16 or false, got {value!r}')
+
+
 def parse_amp(value: Any, device: torch.device) -> torch.dtype | None:
     """``train.amp`` -> the autocast dtype, or None for float32; one clear error for anything else."""
+    check_amp_value(value)
     if value is None or value is False or value == 'false':
         return None
-    if value not in AMP_DTYPES:
-        raise ValueError(f'train.amp must be bf16, fp16 or false, got {value!r}')
     if value == 'fp16' and device.type != 'cuda':
         get_root_logger().warning(f'train.amp: fp16 on {device.type} runs float16 kernels that are slow there (fine '
                                   'for checks); use train.amp: bf16 for speed.')

@@ -53,7 +53,7 @@ from ndr_plugin.models.bidirectional import (
 )
 from ndr_plugin.models.checkpointing import SafeCheckpointIO
 from ndr_plugin.models.distributed import any_rank_true, average_gradients, parameters_with_grad
-from ndr_plugin.models.mixed_precision import MixedPrecision
+from ndr_plugin.models.mixed_precision import MixedPrecision, check_amp_value
 from ndr_plugin.models.validation import MultiDatasetValidation, parse_tile
 
 GRAD_NORM_KEYS = {RESTORATION: 'grad_norm_rest', DEGRADATION: 'grad_norm_deg', JOINT: 'grad_norm'}
@@ -119,6 +119,7 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         """Option errors found before BasicSR builds anything (called by
         :func:`ndr_plugin.options.check_option_file`); :class:`BidirectionalSettings` is where they are checked."""
         BidirectionalSettings.from_options((opt.get('train') or {}).get('bidirectional'))
+        check_amp_value((opt.get('train') or {}).get('amp'))
 
     def _parse_bidirectional(self, options: dict) -> None:
         self.settings = BidirectionalSettings.from_options(options)

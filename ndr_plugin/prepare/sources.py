@@ -3,8 +3,9 @@
 Accepted layouts (folder names are matched case-insensitively; ``--lq-dir``/``--gt-dir`` override the detection):
 
 * rain: ``SRC/{rainy|rain|input|lq|data}/`` with ``SRC/{gt|norain|target|clean|groundtruth|label}/``, or one folder
-  holding both ``rain-N.png`` and ``norain-N.png`` (RainTrainL). A degraded file pairs with the clean file of the same
-  stem, or ``rain-N`` with ``norain-N``.
+  holding both ``rain-N.png`` and ``norain-N.png`` (RainTrainL), or clean ``norain-N.png`` at the top of SRC with the
+  rainy ``rain-N.png`` in ``SRC/rainy/`` (the layout PReNet distributes its test sets in, e.g. ``test/Rain100L``). A
+  degraded file pairs with the clean file of the same stem, or ``rain-N`` with ``norain-N``.
 * haze: ``SRC/{hazy|synthetic|input|lq}/`` (searched recursively, e.g. OTS ``synthetic/part1..4``) with
   ``SRC/{gt|clear|original|target|groundtruth|clean}/``. ``ID_A_beta.jpg`` pairs with ``ID.<any extension>`` (RESIDE,
   AirNet/PromptIR rule); A and beta are read from the name.
@@ -117,25 +118,35 @@ def _pair_folders(src: Path | None, lq_dir: Path | None, gt_dir: Path | None, lq
     return found
 
 
+def _rain_folders(src: Path | None, lq_dir: Path | None, gt_dir: Path | None,
+                  problems: list[BadInputError]) -> tuple[Path, Path, list[Path], dict[str, Path]]:
+    """(rainy root, clean root, rainy files, clean files by lower-case stem) of the accepted rain layouts."""
+    explicit = bool(lq_dir or gt_dir)
+    if explicit or find_pair_dirs(Path(src), RAIN_LQ_DIRS, RAIN_GT_DIRS) is not None:
+        lq_root, gt_root = _pair_folders(src, lq_dir, gt_dir, RAIN_LQ_DIRS, RAIN_GT_DIRS, 'derain')
+        clean = {k.lower(): v for k, v in _index_by_stem(gt_root, problems).items()}
+        return lq_root, gt_root, list_images(lq_root), clean
+    src = Path(src)
+    top = list_images(src, recursive=False)
+    clean = {p.stem.lower(): p for p in top if _NORAIN_NAME.match(p.stem)}
+    rainy = [p for p in top if _RAIN_NAME.match(p.stem)]
+    if rainy:  # RainTrainL: rain-N.png and norain-N.png side by side
+        return src, src, rainy, clean
+    children = {p.name.lower(): p for p in sorted(src.iterdir()) if p.is_dir()}
+    lq_root = next((children[n] for n in RAIN_LQ_DIRS if n in children), None)
+    if lq_root is not None and clean:  # PReNet's test layout: norain-N.png on top, rainy/rain-N.png below
+        return lq_root, src, list_images(lq_root), clean
+    raise FileNotFoundError(f'derain: {src} has neither rainy/clean subfolders ({"|".join(RAIN_LQ_DIRS)} and '
+                            f'{"|".join(RAIN_GT_DIRS)}), nor rain-N/norain-N images side by side, nor norain-N '
+                            'images with a rainy/ subfolder (the PReNet test layout)')
+
+
 def rain_pair_tasks(src: Path | None,
                     lq_dir: Path | None = None,
                     gt_dir: Path | None = None) -> tuple[list[Task], list[BadInputError]]:
     """Rainy/clean pairs; keys ``rain_{N}`` (``rain-N`` names, N zero-padded to 4) or ``rain_{stem}``."""
     problems: list[BadInputError] = []
-    explicit = bool(lq_dir or gt_dir)
-    single = src is not None and not explicit and find_pair_dirs(Path(src), RAIN_LQ_DIRS, RAIN_GT_DIRS) is None
-    if single:  # RainTrainL: rain-N.png and norain-N.png side by side
-        files = list_images(src, recursive=False)
-        rainy = [p for p in files if _RAIN_NAME.match(p.stem)]
-        clean = {p.stem.lower(): p for p in files if _NORAIN_NAME.match(p.stem)}
-        if not rainy:
-            raise FileNotFoundError(f'derain: {src} has neither rainy/clean subfolders ({"|".join(RAIN_LQ_DIRS)} and '
-                                    f'{"|".join(RAIN_GT_DIRS)}) nor rain-N/norain-N images')
-        lq_root = gt_root = Path(src)
-    else:
-        lq_root, gt_root = _pair_folders(src, lq_dir, gt_dir, RAIN_LQ_DIRS, RAIN_GT_DIRS, 'derain')
-        rainy = list_images(lq_root)
-        clean = {k.lower(): v for k, v in _index_by_stem(gt_root, problems).items()}
+    lq_root, gt_root, rainy, clean = _rain_folders(src, lq_dir, gt_dir, problems)
     tasks, used = [], set()
     for path in rainy:
         problem = _ascii_problem(path)
