@@ -52,7 +52,8 @@ setup(
     packages=find_packages(include=['ndr_plugin', 'ndr_plugin.*']),
     py_modules=['ndr_plugin_hook', 'ndr_plugin_legacy'],
     include_package_data=True,
-    package_data={'ndr_plugin': ['prepare/splits/*.txt', 'prepare/splits/*.md']},
+    package_data={'ndr_plugin': ['prepare/splits/*.txt', 'prepare/splits/*.md', 'weights/*.pth', 'weights/*.json',
+                                 'weights/*.md']},
     install_requires=[
         'torch>=1.13',
         'torchvision',

@@ -165,3 +165,21 @@ def test_spec_errors():
         build_degradation({'type': 'rain', 'style': 'drizzle'})
     with pytest.raises(ValueError, match='scales'):
         build_degradation({'type': 'downsample', 'scales': [1]})
+
+
+def test_noise_sigma_range_draws_a_blind_level(astronaut):
+    spec = build_degradation({'type': 'noise', 'sigma_range': [0, 55]})
+    assert spec.labels == ['denoise']
+    img = astronaut[:64, :64].astype(np.float32) / 255.0
+    sigmas = []
+    for seed in range(40):
+        out, label, params = spec(img, np.random.default_rng(seed))
+        assert label == 'denoise' and 0 <= params['sigma'] <= 55
+        sigmas.append(params['sigma'])
+    assert min(sigmas) < 15 and max(sigmas) > 40  # spread over the range, not a few fixed levels
+    _, _, again = spec(img, np.random.default_rng(3))
+    assert again['sigma'] == sigmas[3]
+    for bad in ({'sigma_range': [30, 10]}, {'sigma_range': [-1, 5]}, {'sigma_range': 25},
+                {'sigma_range': [0, 55], 'sigmas': [25]}):
+        with pytest.raises(ValueError, match='sigma'):
+            build_degradation({'type': 'noise', **bad})

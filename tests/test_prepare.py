@@ -376,3 +376,23 @@ def test_cli(tmp_path, capsys):
     write_paired_lmdb(tmp_path / 'ok', [('k_0001', skimage.data.coffee()[:32, :32], skimage.data.coffee()[:32, :32])])
     assert main(['check', str(tmp_path / 'ok' / 'gt.lmdb'), '--deep']) == 0
     assert 'ok:' in capsys.readouterr().out
+
+
+def test_package_photos_and_clean_train_make_the_compact_recipe_data(tmp_path):
+    from ndr_plugin.demo.photos import TEST_PHOTOS
+    photos = tmp_path / 'photos'
+    assert main(['package-photos', '--out', str(photos)]) == 0
+    written = sorted(p.stem for p in photos.glob('*.png'))
+    assert written and not set(written) & set(TEST_PHOTOS)  # the demo's held-out photographs stay out
+    assert not list(photos.glob('.*'))  # no partial files left behind
+    again = tmp_path / 'photos_again'
+    main(['package-photos', '--out', str(again)])
+    assert all((again / f'{n}.png').read_bytes() == (photos / f'{n}.png').read_bytes() for n in written)
+    out = tmp_path / 'clean'
+    [summary] = prepare('clean-train', [photos], out, workers=1, progress=False)
+    assert summary['records'] == len(written)
+    manifest = json.loads((out / 'gt.lmdb' / 'manifest.json').read_text())
+    files = {r['source']['gt']['file']: r['source']['gt']['sha256'] for r in manifest['records']}
+    assert set(files) == {f'{n}.png' for n in written}
+    assert all(len(digest) == 64 for digest in files.values())
+    assert check_lmdb(out / 'gt.lmdb')

@@ -7,7 +7,8 @@ is. ``sigmas`` and ``scales`` are sets of choices, one drawn per image.
 ============  =======================================================================  ==============================
 type          keys (defaults)                                                          labels
 ============  =======================================================================  ==============================
-noise         sigmas ([15, 25, 50]), clip (true), quantize (null | round | truncate)   ``denoise_15``, ``denoise_25``
+noise         sigmas ([15, 25, 50]) or sigma_range ([low, high], uniform), clip        ``denoise_15``, ``denoise_25``
+              (true), quantize (null | round | truncate)                               (``denoise`` with a range)
 rain          style (light | heavy), density, length, angle, width, intensity,         ``derain``
               directions (number of streak angles); unset keys come from the style
 haze          atmospheric_light ([0.8, 1.0]), beta ([0.04, 0.2]), depth_range          ``dehaze``
@@ -77,10 +78,21 @@ class Degradation:
 
 
 class NoiseDegradation(Degradation):
-    keys = ('sigmas', 'clip', 'quantize')
+    keys = ('sigmas', 'sigma_range', 'clip', 'quantize')
 
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__(spec)
+        self.sigma_range = spec.get('sigma_range')
+        if self.sigma_range is not None:
+            if 'sigmas' in spec:
+                raise ValueError("noise: give either 'sigmas' (levels to choose from) or 'sigma_range' "
+                                 '([low, high], drawn uniformly), not both')
+            if (not isinstance(self.sigma_range, (list, tuple)) or len(self.sigma_range) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.sigma_range)
+                    or not 0 <= self.sigma_range[0] <= self.sigma_range[1]):
+                raise ValueError(f'noise sigma_range must be [low, high] with 0 <= low <= high, '
+                                 f'got {self.sigma_range!r}')
+            self.sigma_range = [float(v) for v in self.sigma_range]
         sigmas = spec.get('sigmas', [15, 25, 50])
         self.sigmas = [float(s) for s in (sigmas if isinstance(sigmas, (list, tuple)) else [sigmas])]
         if not self.sigmas or min(self.sigmas) < 0:
@@ -92,13 +104,19 @@ class NoiseDegradation(Degradation):
 
     @property
     def labels(self) -> list[str]:
+        if self.sigma_range is not None:  # blind: one label for the whole range
+            return ['denoise']
         return [f'denoise_{s:g}' for s in self.sigmas]
 
     def __call__(self, img, rng):
-        sigma = _choice(rng, self.sigmas)
+        if self.sigma_range is not None:
+            sigma, label = _draw(rng, self.sigma_range), 'denoise'
+        else:
+            sigma = _choice(rng, self.sigmas)
+            label = f'denoise_{sigma:g}'
         out = deg.add_gaussian_noise(img, sigma, rng, clip=self.clip, quantize=self.quantize)
         params = {'type': 'noise', 'sigma': sigma, 'clip': self.clip, 'quantize': self.quantize}
-        return out, f'denoise_{sigma:g}', params
+        return out, label, params
 
 
 class RainDegradation(Degradation):

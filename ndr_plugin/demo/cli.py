@@ -16,7 +16,8 @@ from typing import Any
 from ndr_plugin.demo import real_benchmarks
 from ndr_plugin.demo.options import BASELINES, test_options, train_options, write_yaml
 from ndr_plugin.demo.photos import build_data
-from ndr_plugin.demo.report import score_test_sets, table, write_grid, write_metrics, write_report
+from ndr_plugin.demo.report import (grid_rows, score_shipped, score_test_sets, table, write_grid, write_metrics,
+                                    write_report)
 
 
 def _run_entry_point(module: str, option_file: Path) -> None:
@@ -44,8 +45,12 @@ def _train_and_test(name: str, data_root: Path, iters: int, seed: int, model: st
 
 
 def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | None, real_max: int,
-        per_photo: int, variants: int, model: str = 'ndr', amp: str | bool = False) -> dict[str, Any]:
+        per_photo: int, variants: int, model: str = 'ndr', amp: str | bool = False,
+        show_shipped: bool = True) -> dict[str, Any]:
     """The whole demo in the current folder; returns the metrics of the held-out test sets.
+
+    ``show_shipped``: also restore the held-out photographs with the shipped compact NDRNet (grid column, report
+    table), next to the network trained here.
 
     ``real_root``: a folder laid out as :mod:`ndr_plugin.demo.real_benchmarks` describes, or None to skip that table.
     """
@@ -53,15 +58,23 @@ def run(name: str, iters: int, seed: int, data_root: Path, real_root: Path | Non
     build_data(data_root, seed, per_photo, variants)
     train_opt, weights = _train_and_test(name, data_root, iters, seed, model, amp)
     results = Path('results') / name
-    metrics, grid_rows = score_test_sets(data_root, results)
-    grid = write_grid(grid_rows, results / 'grid.png')
+    metrics, firsts = score_test_sets(data_root, results)
+    shipped, shipped_firsts, description = None, None, None
+    if show_shipped:
+        from ndr_plugin.weights import shipped_description
+        shipped, shipped_firsts = score_shipped(data_root, results)
+        description = shipped_description()
+    grid = write_grid(grid_rows(firsts, shipped_firsts), results / 'grid.png')
     real = None
     if real_root is not None:
         print(f'Scoring real benchmark pairs from {real_root}')
         real = real_benchmarks.score_real(weights, train_opt['network_g'], real_root, real_max)
-    metrics_file = write_metrics(results, metrics, real)
-    report = write_report(results, metrics, real, train_opt, time.time() - start)
+    metrics_file = write_metrics(results, metrics, real, shipped)
+    report = write_report(results, metrics, real, train_opt, time.time() - start, shipped, description)
     print('\n'.join(table(metrics)))
+    if shipped:
+        print('\nThe same photographs restored by the shipped compact NDRNet (what ndr-restore uses by default):')
+        print('\n'.join(table(shipped)))
     print(f'\nReport: {report}\nMetrics: {metrics_file}\nImages: {grid}')
     return metrics
 
@@ -79,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--amp', choices=['bf16', 'fp16'], default=None,
                         help='train in mixed precision (train.amp); testing stays float32 (default: float32 training)')
     parser.add_argument('--data-root', default='datasets/ndr_demo', help='where the demo LMDBs are built')
+    parser.add_argument('--no-shipped', action='store_true',
+                        help='leave out the shipped compact NDRNet (by default the held-out photographs are also '
+                             'restored by it, next to the network trained here)')
     parser.add_argument('--real-data', metavar='DIR', default=None,
                         help='also score the trained model on the real benchmark pairs in DIR (its subfolders are '
                              'listed below); without it the report has no real-benchmark table')
@@ -102,5 +118,5 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(err))
     name = args.name or ('ndr_demo' if args.model == 'ndr' else f'ndr_demo_{args.model}')
     run(name, args.iters, args.seed, Path(args.data_root), real_root, args.real_max, args.patches_per_photo,
-        args.variants, args.model, args.amp or False)
+        args.variants, args.model, args.amp or False, not args.no_shipped)
     return 0

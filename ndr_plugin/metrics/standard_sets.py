@@ -25,7 +25,8 @@ from ndr_plugin.data.degradation_specs import build_degradation
 from ndr_plugin.data.degradations import bicubic_resize
 from ndr_plugin.metrics.evaluation import compute_metrics
 
-__all__ = ['STANDARD_SETS', 'PROTOCOL_METRICS', 'load_standard_sets', 'score_sets', 'noisy_copy', 'bicubic_input']
+__all__ = ['STANDARD_SETS', 'PROTOCOL_METRICS', 'load_standard_sets', 'score_images', 'mean_scores', 'score_sets',
+           'noisy_copy', 'bicubic_input']
 
 Pair = tuple[str, np.ndarray, np.ndarray]
 # Each set's name and the subfolder of ROOT it needs.
@@ -129,18 +130,34 @@ def _tensor(img_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255.0
 
 
-def score_sets(restore: Callable[[torch.Tensor], torch.Tensor] | None, sets: dict[str, list[Pair]],
-               metrics: dict[str, dict] = PROTOCOL_METRICS) -> dict[str, dict[str, float]]:
-    """Mean of every metric per set; ``restore=None`` scores the degraded inputs. Non-finite outputs are an error."""
-    scores = {}
+def score_images(restore: Callable[[torch.Tensor], torch.Tensor] | None, sets: dict[str, list[Pair]],
+                 metrics: dict[str, dict] = PROTOCOL_METRICS) -> dict[str, dict[str, dict[str, float]]]:
+    """Every metric of every image: ``{set: {stem: {metric: value}}}``; ``restore=None`` scores the degraded inputs.
+
+    Raises:
+        FloatingPointError: a network output is not finite (named by set and image).
+    """
+    scores: dict[str, dict[str, dict[str, float]]] = {}
     with torch.inference_mode():
         for name, pairs in sets.items():
-            rows = []
+            scores[name] = {}
             for stem, gt, lq in pairs:
                 x = _tensor(lq)
                 out = x if restore is None else restore(x)
                 if not torch.isfinite(out).all():
                     raise FloatingPointError(f'test set {name}, {stem}: the network output is not finite')
-                rows.append(compute_metrics(out.clamp(0, 1), _tensor(gt), metrics))
-            scores[name] = {k: float(np.mean([r[k] for r in rows])) for k in metrics}
+                scores[name][stem] = {k: float(v) for k, v in
+                                      compute_metrics(out.clamp(0, 1), _tensor(gt), metrics).items()}
     return scores
+
+
+def mean_scores(per_image: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean of every metric per set, from :func:`score_images`' result."""
+    return {name: {k: float(np.mean([row[k] for row in rows.values()])) for k in next(iter(rows.values()))}
+            for name, rows in per_image.items()}
+
+
+def score_sets(restore: Callable[[torch.Tensor], torch.Tensor] | None, sets: dict[str, list[Pair]],
+               metrics: dict[str, dict] = PROTOCOL_METRICS) -> dict[str, dict[str, float]]:
+    """Mean of every metric per set; ``restore=None`` scores the degraded inputs. Non-finite outputs are an error."""
+    return mean_scores(score_images(restore, sets, metrics))

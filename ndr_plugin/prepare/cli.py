@@ -10,6 +10,7 @@ import warnings
 from ndr_plugin.data.dataset_files import BadInputError
 from ndr_plugin.data.lmdb_io import LmdbFormatError, check_lmdb
 from ndr_plugin.prepare.kinds import KINDS, prepare
+from ndr_plugin.prepare.package_photos import write_package_photos
 
 __all__ = ['main', 'build_parser']
 
@@ -30,6 +31,8 @@ examples:
   prepare.py composite-test  --src CDD-11_test --out datasets/cdd11/test
   prepare.py composite-synth --src data/test/CBSD68 --out datasets/mixed --combo haze+rain --combo sr+noise --seed 0
   prepare.py paired --split test --lq my_set/input --gt my_set/target --out datasets/my_set
+  prepare.py package-photos --out datasets/compact/package_photos
+  prepare.py clean-train   --src BSDS500_clean --src datasets/compact/package_photos --out datasets/compact/clean
   prepare.py check datasets/aio3/rain100l/gt.lmdb datasets/aio3/rain100l/lq.lmdb
 
 Interrupted runs leave OUT/<name>.lmdb.partial; rerun the same command to resume.
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                      'counts checked against the standard splits).\n\n'
                      'KIND (TASK --split SPLIT is the same as TASK-SPLIT, e.g. "derain --split test"):\n'
                      f'{kinds}\n'
+                     '  package-photos   the training photographs of scikit-image and matplotlib -> OUT/*.png\n'
                      '  check            verify LMDB folders given as paths: meta_info.txt matches the records'),
         epilog=EXAMPLES)
     parser.add_argument('kind', help='what to prepare (see above)')
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.paths:
             parser.error('check needs at least one LMDB folder')
         return _check(args.paths, args.deep)
+    if args.kind == 'package-photos':
+        if not args.out or args.src or args.paths:
+            parser.error('package-photos needs --out and nothing else')
+        written = write_package_photos(args.out)
+        print(f'package-photos: {len(written)} photographs -> {args.out}')
+        return 0
     tasks = {k.rsplit('-', 1)[0] for k in KINDS}
     kind = f'{args.kind}-{args.split}' if args.split and args.kind in tasks else args.kind
     if kind not in KINDS:

@@ -77,6 +77,8 @@ KINDS: dict[str, Kind] = {
                          _haze_pairs, stored_jobs),
     'dehaze-test': Kind('SOTS-outdoor (hazy/ID_A_beta.jpg, gt/ID.png) -> OUT/{gt,lq}.lmdb + PNG folders', _haze_pairs,
                         stored_jobs),
+    'clean-train': Kind('any folders of clean photographs -> OUT/gt.lmdb (every degradation synthesised on the fly)',
+                        _clean, stored_jobs),
     'sr-train': Kind('DIV2K / Flickr2K HR images -> OUT/gt.lmdb (bicubic downsampling on the fly in training)', _clean,
                      stored_jobs),
     'sr-test': Kind('Set5 / Set14 / BSD100 / Urban100 HR -> OUT/x{S}/{gt,lq,lr}.lmdb + PNG folders', _clean,

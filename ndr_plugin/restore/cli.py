@@ -1,6 +1,10 @@
 """``ndr-restore`` / ``python -m ndr_plugin.restore``: restore a photo or a folder of photos.
 
+    ndr-restore -i photo.jpg -o restored/          (the compact NDRNet that ships with ndr_plugin)
     ndr-restore -i photos/ -o restored/ --weights net_g_latest.pth --opt options/ndr_allinone.yml --recursive
+
+* Without ``--weights``, the shipped compact NDRNet restores (:mod:`ndr_plugin.weights`; its model card says how it
+  was trained and how well it does); the first output line names it.
 
 * Reads PNG, JPEG, TIFF, BMP and WebP; 8-bit, 16-bit (PNG/TIFF) and float TIFF; RGB, RGBA and grayscale. JPEG EXIF
   orientation is applied, so the output is upright (and carries no EXIF).
@@ -56,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='ndr-restore', description='Restore images with an NDR-Restore network.')
     parser.add_argument('-i', '--input', required=True, type=Path, help='an image file or a folder of images')
     parser.add_argument('-o', '--output', required=True, type=Path, help='output folder (created if missing)')
-    parser.add_argument('--weights', required=True, type=Path,
-                        help='checkpoint: BasicSR net_g_*.pth (params_ema preferred) or an official NDR-Restore file')
+    parser.add_argument('--weights', type=Path, default=None,
+                        help='checkpoint: BasicSR net_g_*.pth (params_ema preferred), an official NDR-Restore file '
+                             'or an ONNX file (default: the compact NDRNet shipped with ndr_plugin, see its model '
+                             'card in ndr_plugin/weights/MODEL_CARD.md)')
     parser.add_argument('--opt', type=Path, default=None,
                         help="option file whose network_g describes the network (default: the checkpoint's own, "
                              'else the paper-size NDRNet)')
@@ -152,7 +158,13 @@ def check_arguments(args: argparse.Namespace) -> tuple[torch.device, TileSetting
     from ndr_plugin.restore.tiling import TileSettings
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f'-o/--output {args.output} is an existing file; give a folder (created if missing)')
-    args.backend = choose_backend(args.weights, args.backend)
+    if args.weights is None:
+        if args.backend == 'onnxruntime' or args.opt is not None:
+            raise ValueError(f'{"--backend onnxruntime" if args.opt is None else "--opt"} needs --weights: the shipped '
+                             'model is a PyTorch checkpoint that carries its own network options')
+        args.backend = 'torch'
+    else:
+        args.backend = choose_backend(args.weights, args.backend)
     onnx = args.backend == 'onnxruntime'
     if onnx and (args.opt is not None or args.explain):
         raise ValueError(f'{"--opt" if args.opt is not None else "--explain"} needs the torch backend: the ONNX file '

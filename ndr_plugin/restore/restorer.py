@@ -115,7 +115,8 @@ class Restorer:
     """A loaded restoration network that restores numpy images.
 
     Args:
-        weights (str | Path): Checkpoint file (formats: :mod:`ndr_plugin.restore.loading`).
+        weights (str | Path | None): Checkpoint file (formats: :mod:`ndr_plugin.restore.loading`); None: the compact
+            NDRNet that ships with the package (:mod:`ndr_plugin.weights`, model card beside it). Default: None.
         opt (str | Path | Mapping | None): Option file or dict whose ``network_g`` describes the network; None: the
             checkpoint's ``network_options``, an official checkpoint's shape, the option file saved with the run, or
             the paper-size NDRNet. :attr:`network_source` says which was used.
@@ -130,7 +131,7 @@ class Restorer:
         half (bool): The old switch: float16 on CUDA, bfloat16 elsewhere; only with precision 'fp32'. Default: False.
     """
 
-    def __init__(self, weights: str | Path, opt: str | Path | Mapping | None = None,
+    def __init__(self, weights: str | Path | None = None, opt: str | Path | Mapping | None = None,
                  device: str | torch.device = 'cpu', tile: int | TileSettings | None = None,
                  tile_overlap: int | None = None, tile_passes: int | None = None, half: bool = False,
                  precision: str = 'fp32', **removed: Any) -> None:
@@ -139,8 +140,14 @@ class Restorer:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device, half)
         self.precision = NAMES[self.dtype]
+        if weights is None:
+            from ndr_plugin.weights import shipped_description, shipped_weights
+            weights = shipped_weights()
+            net, _ = load_network(weights, opt)
+            self.network_source = shipped_description()
+        else:
+            net, self.network_source = load_network(weights, opt)
         self.weights = Path(weights)
-        net, self.network_source = load_network(weights, opt)
         if not self.tile.whole_image:
             self.tile.size_for(getattr(net, 'pad_multiple', 1))  # a tile too small for this network: fail now
         self.net = net.to(self.device, self.dtype)
