@@ -38,6 +38,15 @@ LICENCES = (
 )
 
 
+LIMITATIONS = (
+    '- It is blind: it decides from the image what to remove. A bright, low-contrast photograph with no haze can get a '
+    'haze correction (darker, more contrast); this was seen on a real noisy photograph of RNI15. Pass your own '
+    'weights (`--weights`) for data unlike its training data.',
+    '- Its rain is synthetic streaks and its haze comes from an estimated depth; real rain and haze differ.',
+    '- One training run with one seed; the scores above carry that run-to-run uncertainty, which was not measured.',
+)
+
+
 def target_rows(scores: dict[str, dict[str, dict[str, float]]], protocol: str = 'psnr_aio') -> list[dict[str, Any]]:
     """Each target with the model's and the input's PSNR and whether it is met."""
     rows = []
@@ -121,5 +130,6 @@ def write_card(record: dict[str, Any], path: Path) -> Path:
                      f"{'yes' if row['met'] else 'no'} |")
     below = [n for n in scores['input'] if scores['ndr'][n][protocol] < scores['input'][n][protocol]]
     lines += ['', f"Test sets below their input: {', '.join(below) if below else 'none'}.", '']
+    lines += ['## Limitations', '', *LIMITATIONS, '']
     path.write_text('\n'.join(lines), encoding='utf-8')
     return path
