@@ -4,6 +4,7 @@ Every number in the card comes from that record; the fixed sentences say what th
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -131,5 +132,7 @@ def write_card(record: dict[str, Any], path: Path) -> Path:
     below = [n for n in scores['input'] if scores['ndr'][n][protocol] < scores['input'][n][protocol]]
     lines += ['', f"Test sets below their input: {', '.join(below) if below else 'none'}.", '']
     lines += ['## Limitations', '', *LIMITATIONS, '']
-    path.write_text('\n'.join(lines), encoding='utf-8')
+    partial = path.with_name(f'.{path.name}.partial')
+    partial.write_text('\n'.join(lines), encoding='utf-8')
+    os.replace(partial, path)  # written whole or not at all
     return path

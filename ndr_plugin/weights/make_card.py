@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import re
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from ndr_plugin import weights as shipped
+from ndr_plugin.checkpoints import atomic_torch_save, torch_load
 from ndr_plugin.metrics.standard_sets import STANDARD_SETS, load_standard_sets, mean_scores, score_images
 from ndr_plugin.options import load_option_file
 
@@ -36,17 +36,11 @@ LOG_TIME = re.compile(r'^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ')
 TARGET_PROTOCOL = 'psnr_aio'  # the protocol of the published all-in-one tables the targets quote
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)``, then rename over ``path``: a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these are package data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it: a reader never sees half a card."""
+    partial = path.with_name(f'.{path.name}.partial')
+    partial.write_text(text, encoding='utf-8')
+    os.replace(partial, path)
 
 
 def finished_run(experiment: Path) -> tuple[dict[str, Any], Path]:
@@ -89,13 +83,12 @@ def training_seconds(experiment: Path) -> float:
 
 def half_checkpoint(weights: Path, network_g: dict[str, Any], out: Path) -> None:
     """Stores ``weights``' ``params`` as float16 with ``network_options``, the layout the loaders read."""
-    from ndr_plugin.checkpoints import torch_load
     params = torch_load(str(weights))['params']
     bad = [k for k, v in params.items() if not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f'{weights}: non-finite values in {bad[:3]}')
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in params.items()}
-    _atomic_write(out, lambda tmp: torch.save({'params': half, 'network_options': dict(network_g)}, tmp))
+    atomic_torch_save({'params': half, 'network_options': dict(network_g)}, str(out))
 
 
 def score_model(weights: str | None, opt: dict[str, Any] | None, test_root: str, threads: int,
@@ -183,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         'scores': {who: mean_scores(scores) for who, scores in per_image.items()},
         'per_image': {'ndr': per_image['ndr']},
     }
-    _atomic_write(args.out / shipped.DATA_MANIFEST.name,
-                  lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding='utf-8'))
-    _atomic_write(args.out / shipped.CARD_JSON.name,
-                  lambda tmp: tmp.write_text(json.dumps(record, indent=1), encoding='utf-8'))
+    _write_text(args.out / shipped.DATA_MANIFEST.name, json.dumps(data, indent=1))
+    _write_text(args.out / shipped.CARD_JSON.name, json.dumps(record, indent=1))
     write_card(record, args.out / shipped.MODEL_CARD.name)
     print(f'Wrote {weights_path}, {shipped.CARD_JSON.name}, {shipped.DATA_MANIFEST.name}, {shipped.MODEL_CARD.name}')
     return 0
