@@ -35,16 +35,20 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
 # case -> (recipe, network size, extra network options, extra train options): 'official' is the official step, the
 # others NDRModel's modes; 'ckpt' recomputes the blocks in the backward (checkpoint_blocks), 'bf16' is train.amp: bf16.
+# NDRModel keeps freed memory for reuse on the CPU by default (train.keep_freed_memory); 'system' turns that off, and
+# 'official keep' applies the same allocator setting to the official step, for a comparison of the computation alone.
 CASES = {
     'official': ('official', 'paper', {}, {}),
+    'official keep': ('official', 'paper', {}, {'keep_freed_memory': True}),
     'joint': ('joint', 'paper', {}, {}),
+    'joint system': ('joint', 'paper', {}, {'keep_freed_memory': False}),
     'alternate': ('alternate', 'paper', {}, {}),
     'off': ('off', 'paper', {}, {}),
     'joint ckpt': ('joint', 'paper', {'checkpoint_blocks': True}, {}),
     'joint bf16': ('joint', 'paper', {}, {'amp': 'bf16'}),
     'demo joint': ('joint', 'demo', {}, {}),
 }
-DEFAULT_CASES = ['official', 'joint', 'alternate', 'off', 'demo joint']
+DEFAULT_CASES = ['official', 'official keep', 'joint', 'joint system', 'alternate', 'off', 'demo joint']
 
 
 def _maxrss_mb() -> float:
@@ -55,11 +59,14 @@ def run_worker(case: str, batch: int, size: int, steps: int, warmup: int, thread
     """One measurement in this process (called with ``--worker``): median step time and peak RSS growth."""
     import torch
     import train_steps
+    from ndr_plugin.models.cpu_memory import keep_freed_memory
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     recipe, net_size, network, train = CASES[case]
     if recipe == 'official':
+        if train.get('keep_freed_memory'):
+            keep_freed_memory()
         step = train_steps.official_step(train_steps.official_model(net_size))
     else:
         step, _ = train_steps.ours_step(recipe, net_size, train=train, network=network)
@@ -89,36 +96,41 @@ def measure(case: str, batch: int, args: argparse.Namespace) -> dict:
     return result
 
 
-def relative_to_official(results: list[dict]) -> dict[tuple[str, int], list[float]]:
-    """(case, batch) -> time / official time of the same repeat, one value per repeat that has both."""
-    official = {(r['repeat'], r['batch']): r['median_s'] for r in results if r['case'] == 'official'}
+def relative_to(results: list[dict], reference: str = 'official') -> dict[tuple[str, int], list[float]]:
+    """(case, batch) -> time / ``reference`` time of the same repeat, one value per repeat that has both."""
+    ref_times = {(r['repeat'], r['batch']): r['median_s'] for r in results if r['case'] == reference}
     ratios: dict[tuple[str, int], list[float]] = {}
     for r in results:
-        ref = official.get((r['repeat'], r['batch']))
+        ref = ref_times.get((r['repeat'], r['batch']))
         if ref and CASES[r['case']][1] == 'paper':
             ratios.setdefault((r['case'], r['batch']), []).append(r['median_s'] / ref)
     return ratios
 
 
 def markdown(report: dict) -> str:
-    results, ratios = report['results'], relative_to_official(report['results'])
+    results = report['results']
+    ratios, keep_ratios = relative_to(results), relative_to(results, 'official keep')
     loads = [value for r in results for value in r['load_1min']]
     lines = [f'# Training step: time and memory ({report["label"]})', '',
              f'{report["machine"]}; torch {report["torch"]}, {report["threads"]} threads; {report["size"]} px '
              f'crops; median of {report["steps"]} steps after {report["warmup"]} warm-up, fresh process per '
              f'measurement, {report["repeats"]} interleaved repeat(s). 1-minute load average during the run: '
              f'{min(loads):.2f} to {max(loads):.2f} (timings on a loaded machine are only good as ratios).', '',
-             '| case | batch | step s (median over repeats) | x official (per repeat) | peak RSS growth MB |',
-             '|---|---:|---:|---:|---:|']
+             '| case | batch | step s (median over repeats) | x official (per repeat) | x official keep (per repeat) '
+             '| peak RSS growth MB |', '|---|---:|---:|---:|---:|---:|']
     keys = sorted({(r['case'], r['batch']) for r in results}, key=lambda k: (k[1], list(CASES).index(k[0])))
     for case, batch in keys:
         rows = [r for r in results if (r['case'], r['batch']) == (case, batch)]
-        ratio = ratios.get((case, batch))
-        ratio_text = ', '.join(f'{x:.2f}' for x in ratio) if ratio else '-'
-        lines.append(f'| {case} | {batch} | {statistics.median(r["median_s"] for r in rows):.2f} | {ratio_text} | '
-                     f'{statistics.median(r["peak_growth_mb"] for r in rows):.0f} |')
-    lines += ['', 'official = the official recipe on the literal reference network (tests/official_reference.py); '
-              'joint / alternate / off = NDRModel modes on NDRNet + NDRDegradationNet of the same size; ckpt = '
+        ratio_texts = [', '.join(f'{x:.2f}' for x in found) if (found := table.get((case, batch))) else '-'
+                       for table in (ratios, keep_ratios)]
+        lines.append(f'| {case} | {batch} | {statistics.median(r["median_s"] for r in rows):.2f} | '
+                     f'{ratio_texts[0]} | {ratio_texts[1]} | {statistics.median(r["peak_growth_mb"] for r in rows):.0f} |')
+    lines += ['', 'official = the official recipe on the literal reference network (tests/official_reference.py), '
+              'with the system allocator as the official code runs; official keep = the same with the allocator '
+              'setting NDRModel uses on the CPU (train.keep_freed_memory, ndr_plugin/models/cpu_memory.py), the '
+              'comparison of the computation alone; joint / alternate / off = NDRModel modes on NDRNet + '
+              'NDRDegradationNet of the same size (keep_freed_memory on, the default); system = '
+              'train.keep_freed_memory: false; ckpt = '
               'checkpoint_blocks: true on both networks; bf16 = train.amp: bf16; demo = the demo network '
               '(ndr_plugin/demo/options.py). Adam, L1 losses, gradient clip 10 everywhere.']
     return '\n'.join(lines) + '\n'

@@ -106,13 +106,54 @@ def channel_cosine_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
     Fast path (float32, bfloat16): divide the small (head_dim x head_dim) product by the norms instead of normalising
     the two large (head_dim x HW) operands (in bfloat16 on the CPU, F.normalize's vector norm was a sixth of the whole
-    forward). float16 normalises first, as the official code, to keep q @ k^T within its range; bfloat16 has float32's.
+    forward), and for pixels-major q and k (channels-last features) take the product through :class:`_PixelsMajorGram`,
+    whose gradients keep that layout. float16 (a float16 network, or float16 autocast) normalises first, as the official
+    code, to keep q @ k^T within its range; bfloat16 has float32's.
     """
-    if not _fast_paths_enabled or q.dtype == torch.float16:
+    if not _fast_paths_enabled or _compute_dtype(q) == torch.float16:
         return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
     q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
     k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
-    return (q @ k.transpose(-2, -1)) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+    gram = _PixelsMajorGram.apply(q, k) if q.stride(-2) == 1 and k.stride(-2) == 1 else q @ k.transpose(-2, -1)
+    return gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product of float32 ``x`` runs in: the autocast dtype inside autocast."""
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class _PixelsMajorGram(torch.autograd.Function):
+    """q @ k^T for (..., head_dim, HW) operands whose head_dim axis is contiguous (views of channels-last features).
+
+    Autograd's own product backward returns grad_q = grad @ k as a fresh (head_dim x HW) row-major tensor, the
+    channels-first layout; the depthwise convolution before it then converts it back (in the MDTA block that
+    conversion and the stacking of the q, k, v gradients were ~15% of a paper-size training step on the CPU). Here
+    the gradients are computed transposed, (k^T @ grad^T)^T, so they come out pixels-major like q and k.
+    The product runs in the autocast dtype where autocast is on, as ``q @ k^T`` would.
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        dtype = _compute_dtype(q)
+        q, k = q.to(dtype), k.to(dtype)
+        ctx.save_for_backward(q, k)
+        with torch.autocast(q.device.type, enabled=False):
+            return q @ k.transpose(-2, -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        q, k = ctx.saved_tensors
+        grad = grad.to(q.dtype)
+        grad_q = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_q = (k.transpose(-2, -1) @ grad.transpose(-2, -1)).transpose(-2, -1)
+        if ctx.needs_input_grad[1]:
+            grad_k = (q.transpose(-2, -1) @ grad).transpose(-2, -1)
+        return grad_q, grad_k
 
 
 def attend_and_project(attn: torch.Tensor, v: torch.Tensor, project_out: nn.Conv2d, height: int,
@@ -138,6 +179,23 @@ def attend_and_project(attn: torch.Tensor, v: torch.Tensor, project_out: nn.Conv
     return out
 
 
+def query_key_value(x: torch.Tensor, qkv: nn.Conv2d, qkv_dwconv: nn.Conv2d,
+                    num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MDTA's q, k, v: the channel thirds of qkv_dwconv(qkv(x)), each (B, heads, head_dim, HW).
+
+    Fast path (channels-last): each third is computed as a tensor of its own with the matching slices of the weights,
+    so the backward gets three gradients in the layout of their convolutions; splitting one tensor would stack them
+    into a channels-first copy in the backward.
+    """
+    if not _channels_last_path(x):
+        projected = qkv_dwconv(qkv(x)).flatten(2)  # (B, 3C, HW)
+        q, k, v = projected.unflatten(1, (3, num_heads, -1)).unbind(1)
+        return q, k, v
+    c = qkv.out_channels // 3
+    return tuple(_branch(x, qkv, qkv_dwconv, slice(i * c, (i + 1) * c)).flatten(2).unflatten(1, (num_heads, -1))
+                 for i in range(3))
+
+
 def gated_branches(x: torch.Tensor, project_in: nn.Conv2d, dwconv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """GDFN's two branches (gate, value): the channel halves of dwconv(project_in(x)).
 
@@ -150,11 +208,12 @@ def gated_branches(x: torch.Tensor, project_in: nn.Conv2d, dwconv: nn.Conv2d) ->
     return _branch(x, project_in, dwconv, slice(0, hidden)), _branch(x, project_in, dwconv, slice(hidden, 2 * hidden))
 
 
-def _branch(x: torch.Tensor, project_in: nn.Conv2d, dwconv: nn.Conv2d, part: slice) -> torch.Tensor:
-    project_bias = None if project_in.bias is None else project_in.bias[part]
-    dwconv_bias = None if dwconv.bias is None else dwconv.bias[part]
-    projected = pointwise_conv(x, project_in.weight[part], project_bias)
-    return F.conv2d(projected, dwconv.weight[part], dwconv_bias, padding=1, groups=projected.shape[1])
+def _branch(x: torch.Tensor, pointwise: nn.Conv2d, depthwise: nn.Conv2d, part: slice) -> torch.Tensor:
+    """depthwise(pointwise(x)) restricted to the output channels ``part``."""
+    pointwise_bias = None if pointwise.bias is None else pointwise.bias[part]
+    depthwise_bias = None if depthwise.bias is None else depthwise.bias[part]
+    projected = pointwise_conv(x, pointwise.weight[part], pointwise_bias)
+    return F.conv2d(projected, depthwise.weight[part], depthwise_bias, padding=1, groups=projected.shape[1])
 
 
 def query_atoms(query: torch.Tensor, atoms: torch.Tensor,

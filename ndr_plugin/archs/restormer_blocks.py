@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ndr_plugin.archs.fast_paths import (PointwiseConv2d, attend_and_project, channel_cosine_similarity,
-                                         channel_layer_norm, gated_branches)
+                                         channel_layer_norm, gated_branches, query_key_value)
 from ndr_plugin.archs.recompute import RecomputableBlock
 
 if TYPE_CHECKING:
@@ -68,8 +68,7 @@ class MDTA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        qkv = self.qkv_dwconv(self.qkv(x)).flatten(2)  # (B, 3C, HW), a view in either memory layout
-        q, k, v = qkv.unflatten(1, (3, self.num_heads, -1)).unbind(1)  # (B, heads, head_dim, HW) each
+        q, k, v = query_key_value(x, self.qkv, self.qkv_dwconv, self.num_heads)  # (B, heads, head_dim, HW) each
         attn = torch.softmax(self._cosine_similarity(q, k, h, w) * self.temperature, dim=-1)  # (B, heads, hd, hd)
         return attend_and_project(attn, v, self.project_out, h, w)
 

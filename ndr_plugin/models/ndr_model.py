@@ -41,17 +41,10 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 from tqdm import tqdm
 
-from ndr_plugin.models.bidirectional import (
-    DEGRADATION,
-    JOINT,
-    RESTORATION,
-    STATE_VERSION,
-    BidirectionalSettings,
-    Objective,
-    atom_usage_entropy,
-    check_resumable,
-)
+from ndr_plugin.models.bidirectional import (DEGRADATION, JOINT, RESTORATION, STATE_VERSION, BidirectionalSettings,
+                                             Objective, atom_usage_entropy, check_resumable)
 from ndr_plugin.models.checkpointing import SafeCheckpointIO
+from ndr_plugin.models.cpu_memory import apply_keep_freed_memory, check_keep_freed_memory
 from ndr_plugin.models.distributed import any_rank_true, average_gradients, parameters_with_grad
 from ndr_plugin.models.mixed_precision import MixedPrecision, check_amp_value
 from ndr_plugin.models.validation import MultiDatasetValidation, parse_tile
@@ -77,6 +70,7 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         self.nonfinite_streak, self.nonfinite_total = 0, 0
         self.amp = MixedPrecision(train_opt.get('amp', False), self.device)  # train.amp: mixed_precision.py
         self.amp_overflow_total = 0
+        self.keeps_freed_memory = apply_keep_freed_memory(train_opt.get('keep_freed_memory'), self.device)
         self._last_log: OrderedDict[str, float] = OrderedDict()
         self._degradation_l1: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
@@ -120,6 +114,7 @@ class NDRModel(MultiDatasetValidation, SafeCheckpointIO, SRModel):
         :func:`ndr_plugin.options.check_option_file`); :class:`BidirectionalSettings` is where they are checked."""
         BidirectionalSettings.from_options((opt.get('train') or {}).get('bidirectional'))
         check_amp_value((opt.get('train') or {}).get('amp'))
+        check_keep_freed_memory((opt.get('train') or {}).get('keep_freed_memory'))
 
     def _parse_bidirectional(self, options: dict) -> None:
         self.settings = BidirectionalSettings.from_options(options)
