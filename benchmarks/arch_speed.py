@@ -418,8 +418,9 @@ OPTIMISATION_NOTES = """## How NDRNet is made faster than the official code (all
 5. Low-rank CP gate: the rank-16 mean is one (C x 16) @ (16 x HW) product instead of materialising the
    (16, C, H, W) cube (the official code's largest temporary: ~1 GB at 512 px for the level-1 injection); the
    injection's shared map gate is computed once (the official code calls it twice).
-6. Residual additions and the GELU gating update their fresh operand in place: fewer new activation buffers, whose
-   first touch (page faults) is a sizeable part of CPU time here; autograd is unaffected.
+6. Without autograd, residual additions and the GELU gating update their fresh operand in place: fewer new
+   activation buffers, whose first touch (page faults) is a sizeable part of CPU time here. Under autograd they make
+   new tensors, since an in-place update of a view or of a saved operand costs autograd a full copy in the backward.
 
 Development measurements (1 thread, 128 px, same loaded machine; not re-measured by this script): part of the
 official code's extra time is page-fault churn from its many large temporaries. With glibc told to keep freed memory

@@ -89,6 +89,21 @@ class PointwiseConv2d(nn.Conv2d):
         return pointwise_conv(x, self.weight, self.bias)
 
 
+def add_to_fresh(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh + other``, where ``fresh`` is a temporary of the caller's that nothing else reads.
+
+    Without autograd the sum is written into ``fresh``: one activation buffer fewer, and on the CPU every new buffer
+    costs page faults. Under autograd a new tensor is made, because an in-place update of a view (MDTA's output is
+    one) or of a tensor the backward needs makes autograd copy a full activation in the backward instead.
+    """
+    return fresh + other if torch.is_grad_enabled() else fresh.add_(other)
+
+
+def multiply_fresh(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``fresh * other`` with the same rule as :func:`add_to_fresh`."""
+    return fresh * other if torch.is_grad_enabled() else fresh.mul_(other)
+
+
 def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """Layer norm over the channels of every pixel of (B, C, H, W), biased variance; keeps the layout of ``x``.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ndr_plugin.archs.fast_paths import PointwiseConv2d, query_atoms, rank_sum
+from ndr_plugin.archs.fast_paths import PointwiseConv2d, add_to_fresh, multiply_fresh, query_atoms, rank_sum
 from ndr_plugin.archs.image_statistics import spatial_means
 
 if TYPE_CHECKING:
@@ -106,8 +106,8 @@ class LowRankCPGate(nn.Module):
         return rank_sum(channel, spatial, like=x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gated = self.gate(x).mul_(x)
-        return gated.add_(x) if self.residual else gated
+        gated = multiply_fresh(self.gate(x), x)
+        return add_to_fresh(gated, x) if self.residual else gated
 
 
 class DegradationInjection(nn.Module):

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ndr_plugin.archs.fast_paths import (PointwiseConv2d, attend_and_project, channel_cosine_similarity,
-                                         channel_layer_norm, gated_branches, query_key_value)
+from ndr_plugin.archs.fast_paths import (PointwiseConv2d, add_to_fresh, attend_and_project, channel_cosine_similarity,
+                                         channel_layer_norm, gated_branches, multiply_fresh, query_key_value)
 from ndr_plugin.archs.recompute import RecomputableBlock
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class GDFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = gated_branches(x, self.project_in, self.dwconv)
-        return self.project_out(F.gelu(gate).mul_(value))
+        return self.project_out(multiply_fresh(F.gelu(gate), value))
 
 
 class TransformerBlock(RecomputableBlock):
@@ -120,10 +120,8 @@ class TransformerBlock(RecomputableBlock):
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
 
     def block_forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In-place residual additions: fewer fresh activation buffers (each costs page faults on CPU); addition
-        # needs neither operand for its gradient, so autograd is unaffected.
-        x = self.attn(self.norm1(x)).add_(x)
-        return self.ffn(self.norm2(x)).add_(x)
+        x = add_to_fresh(self.attn(self.norm1(x)), x)
+        return add_to_fresh(self.ffn(self.norm2(x)), x)
 
 
 def transformer_stage(dim: int, num_blocks: int, num_heads: int, ffn_expansion_factor: float,
