@@ -32,7 +32,10 @@ BENCHMARKS = {
     'learning': ('learning', [], ['--minutes', '1']),
     # The multi-seed ablation study (about 2 hours on 2 cores; resumable: finished jobs are kept).
     'ablation': ('ablation', [], ['--quick']),
-    'train_speed': ('train_speed', [], ['--quick']),
+    # Training steps: batch 2 with three repeats, batch 4 with two (about 15 and 20 minutes on 2 cores).
+    'train_speed': ('train_speed', ['--batches', '2'], ['--quick']),
+    'train_speed_batch4': ('train_speed', ['--batches', '4', '--repeats', '2', '--label', 'train_speed_batch4'],
+                           ['--quick', '--label', 'train_speed_batch4']),
     'precision': ('precision', [], ['--size', '128', '--repeats', '1', '--images', '2']),
     'onnx_speed': ('onnx_speed', [], []),
 }

@@ -1,6 +1,6 @@
 """Time and peak memory of one full training iteration: NDRModel (alternate, joint, off) against the official step.
 
-    python benchmarks/train_speed.py               # paper size, batch 2 and 4 at 128 px, 3 interleaved repeats
+    python benchmarks/train_speed.py               # every case, batch 2 and 4 at 128 px, 3 interleaved repeats
     python benchmarks/train_speed.py --quick       # batch 2 at 64 px, one repeat: a check that it runs
     python benchmarks/train_speed.py --cases official joint --batches 2 --repeats 2
 
@@ -48,7 +48,7 @@ CASES = {
     'joint bf16': ('joint', 'paper', {}, {'amp': 'bf16'}),
     'demo joint': ('joint', 'demo', {}, {}),
 }
-DEFAULT_CASES = ['official', 'official keep', 'joint', 'joint system', 'alternate', 'off', 'demo joint']
+DEFAULT_CASES = list(CASES)
 
 
 def _maxrss_mb() -> float:
