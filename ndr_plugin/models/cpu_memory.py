@@ -3,9 +3,9 @@
 Why: PyTorch's CPU allocator caches nothing, and glibc's malloc serves every block above its mmap threshold (at most
 32 MB on 64-bit systems) with fresh pages from the kernel and unmaps them when the block is freed. A training step
 allocates and frees the same large activations and gradients every iteration, so each one is faulted in page by page
-and zeroed by the kernel again in every step. With the paper-size networks at batch 2 of 128 px on a 2-core machine
-this was about a fifth of our float32 step time and about 40% of the official step's
-(``benchmarks/results/train_speed.md``). On CUDA, PyTorch's caching allocator already keeps freed memory.
+and zeroed by the kernel again in every step. With the paper-size networks at batch 2 and 4 of 128 px on a 2-core
+machine this took 8% and 24% of our float32 step time, and 34% and 47% of the official step's
+(``benchmarks/results/train_speed*.md``). On CUDA, PyTorch's caching allocator already keeps freed memory.
 
 How: glibc's documented ``mallopt`` settings ``M_MMAP_MAX = 0`` (large blocks come from the heap, where freed blocks
 are reused) and ``M_TRIM_THRESHOLD = -1`` (the heap is never trimmed back). The process then holds on to its peak
