@@ -126,3 +126,11 @@ def test_mdta_input_gradient_stays_channels_last():
     x = torch.randn(2, 16, 8, 12).contiguous(memory_format=torch.channels_last).requires_grad_()
     block(x).square().sum().backward()
     assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_mdta_runs_on_the_meta_device():
+    # Shape and MAC counting (benchmarks/arch_speed.py) run the networks on the meta device, which has no autocast.
+    with torch.device('meta'):
+        block = MDTA(16, 2, bias=False)
+        x = torch.empty(1, 16, 8, 12).contiguous(memory_format=torch.channels_last)
+        assert block(x).shape == (1, 16, 8, 12)

@@ -129,16 +129,22 @@ def channel_cosine_similarity(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
     q_norm = q.square().sum(-1).sqrt().clamp_min(1e-12)
     k_norm = k.square().sum(-1).sqrt().clamp_min(1e-12)
-    gram = _PixelsMajorGram.apply(q, k) if q.stride(-2) == 1 and k.stride(-2) == 1 else q @ k.transpose(-2, -1)
+    pixels_major = q.stride(-2) == 1 and k.stride(-2) == 1 and _autocast_available(q.device.type)
+    gram = _PixelsMajorGram.apply(q, k) if pixels_major else q @ k.transpose(-2, -1)
     return gram / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype a matrix product of float32 ``x`` runs in: the autocast dtype inside autocast."""
     device = x.device.type
-    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+    if x.dtype == torch.float32 and _autocast_available(device) and torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
     return x.dtype
+
+
+def _autocast_available(device: str) -> bool:
+    # The meta device (shape and MAC counting) has no autocast state; asking for it raises.
+    return torch.amp.is_autocast_available(device)
 
 
 class _PixelsMajorGram(torch.autograd.Function):
