@@ -6,9 +6,10 @@
 * Speed: the paper-size NDRNet (seeded random weights) at ``--size`` px, float32 against the network cast to bfloat16
   as ``Restorer(precision='bf16')`` runs it, calls interleaved (fp32, bf16, fp32, ...) after one warm-up each, median
   wall time. The 1-minute load average is recorded: on a shared machine only the ratio means something.
-* Accuracy: a trained checkpoint (``--weights``/``--opt``; default: the demo run under ``/tmp/dcheck/experiments``
-  when present) restores real images of ``/work/shared/data`` (CBSD68 with Gaussian noise sigma 25, Rain100L rainy)
-  in both precisions through :class:`~ndr_plugin.restore.restorer.Restorer`; PSNR against the clean image, uint8.
+* Accuracy: a trained checkpoint (``--weights``/``--opt``; default: the shipped compact model, ``ndr_plugin/weights``)
+  restores real images of ``../shared/data`` beside the repository (CBSD68 with Gaussian noise sigma 25, Rain100L
+  rainy) in both precisions through :class:`~ndr_plugin.restore.restorer.Restorer`; PSNR against the clean image,
+  uint8. Skipped, with a message, where the images are absent.
 
 Writes ``benchmarks/results/precision.json`` and ``precision.md``.
 """
@@ -28,8 +29,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / 'benchmarks' / 'results'
-DATA = Path('/work/shared/data')
-DEMO_RUN = Path('/tmp/dcheck/experiments/demo_check')
+DATA = REPO.parent / 'shared' / 'data'
 sys.path.insert(0, str(REPO))
 
 import ndr_plugin  # noqa: E402,F401  (compat before BasicSR)
@@ -83,7 +83,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
 
 
-def accuracy(weights: Path, opt: Path | None, count: int) -> dict:
+def accuracy(weights: Path | None, opt: Path | None, count: int) -> dict:
     """Mean PSNR per degradation in fp32 and bf16, and the largest per-image change."""
     restorers = {name: Restorer(weights, opt=opt, precision=name, tile=0) for name in ('fp32', 'bf16')}
     rows = []
@@ -93,7 +93,9 @@ def accuracy(weights: Path, opt: Path | None, count: int) -> dict:
     groups = sorted({row['image'].split('/')[0] for row in rows})
     summary = {g: {p: statistics.mean(r[p] for r in rows if r['image'].startswith(g)) for p in ('fp32', 'bf16')}
                for g in groups}
-    return {'weights': str(weights), 'network': restorers['fp32'].network_source, 'per_group': summary,
+    shipped = 'the shipped compact NDRNet (ndr_plugin/weights/ndr_compact.pth, see MODEL_CARD.md there)'
+    return {'weights': str(weights) if weights else 'ndr_plugin/weights/ndr_compact.pth',
+            'network': restorers['fp32'].network_source if weights else shipped, 'per_group': summary,
             'max_abs_change_db': max(abs(r['change_db']) for r in rows), 'images': rows}
 
 
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--weights', type=Path, default=DEMO_RUN / 'models' / 'net_g_latest.pth')
-    parser.add_argument('--opt', type=Path, default=None, help='option file (default: the one saved with the run)')
+    parser.add_argument('--weights', type=Path, default=None, help='checkpoint (default: the shipped compact model)')
+    parser.add_argument('--opt', type=Path, default=None, help='option file of --weights (default: the one saved '
+                        'with the run)')
     parser.add_argument('--images', type=int, default=12, help='images per degradation')
     parser.add_argument('--skip-speed', action='store_true')
     args = parser.parse_args(argv)
@@ -133,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     report = {'speed': forward_speed(args.size, args.repeats) if not args.skip_speed else None}
     if report['speed']:
         print(json.dumps({k: v for k, v in report['speed'].items() if k != 'ratios'}), flush=True)
-    if args.weights.is_file() and DATA.is_dir():
+    if args.weights is not None and not args.weights.is_file():
+        parser.error(f'--weights {args.weights}: no such file')
+    if DATA.is_dir():
         report['accuracy'] = accuracy(args.weights, args.opt, args.images)
     else:
-        print(f'skipping the PSNR part: {args.weights} or {DATA} is missing', file=sys.stderr)
+        print(f'skipping the PSNR part: the real test images ({DATA}) are missing', file=sys.stderr)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / 'precision.json').write_text(json.dumps(report, indent=1) + '\n', encoding='utf-8')
     if report['speed']:

@@ -1,7 +1,7 @@
 """Full training steps (forward, losses, backward, clip, optimizer) of NDRModel and of the official recipe.
 
 Shared by ``train_speed.py`` (CPU time and memory) and ``gpu_check.py`` (CUDA). The official step is the recipe of
-``models/NDR_model.py`` in github.com/mdyao/NDR-Restore (see /work/shared/reference/ndr_method.md section 1.8) run on
+``models/NDR_model.py`` in github.com/mdyao/NDR-Restore (its training step) run on
 ``tests/official_reference.py``, the literal re-implementation of the official network: restoration then degradation
 process, ``L1(lq_fake, lq) + L1(hq_fake, gt)``, one ``clip_grad_norm_`` at 10 over all parameters, one Adam (lr 1e-4,
 betas (0.9, 0.999), weight decay 1e-8, the official train.yml). Ours is NDRModel built from an option dict with the

@@ -134,3 +134,12 @@ def test_mdta_runs_on_the_meta_device():
         block = MDTA(16, 2, bias=False)
         x = torch.empty(1, 16, 8, 12).contiguous(memory_format=torch.channels_last)
         assert block(x).shape == (1, 16, 8, 12)
+
+
+def test_cosine_similarity_stays_finite_under_float16_autocast():
+    # q k^T summed over many pixels leaves float16's range (65504); under float16 autocast the similarity normalises
+    # q and k first, as a float16 network does.
+    q = torch.full((1, 1, 4, 16384), 50.0).permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)  # pixels-major
+    with torch.autocast('cpu', dtype=torch.float16):
+        similarity = channel_cosine_similarity(q, q)
+    assert torch.isfinite(similarity).all() and torch.allclose(similarity.float(), torch.ones(1, 1, 4, 4), atol=1e-2)
